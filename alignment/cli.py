@@ -1,0 +1,100 @@
+"""``align-faces SRC OUT``: detect five landmarks and warp every face photo onto a template."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import click
+
+from alignment.templates import SIZES
+
+
+def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0.0 < p < 1.0 for p in parts):
+        raise click.BadParameter("three comma-separated probabilities, e.g. 0.6,0.7,0.7")
+    return parts  # type: ignore[return-value]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("src", type=click.Path(file_okay=False, path_type=str))
+@click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.option("--size", type=click.Choice(list(SIZES)), default="112x96", show_default=True,
+              help="Crop size H×W; 112x96 is the SphereFace/CosFace template, 112x112 the insightface one.")
+@click.option("--detector", type=click.Choice(["mtcnn", "dlib"]), default="mtcnn", show_default=True,
+              help="mtcnn (facenet-pytorch) or dlib (HOG detector + 68-point predictor; needs the [dlib] extra).")
+@click.option("--fallback", type=click.Choice(["center", "skip"]), default="center", show_default=True,
+              help="No face found: 'center' writes insightface's centre crop (status fallback); "
+                   "'skip' writes nothing (status failed).")
+@click.option("--pick", type=click.Choice(["center", "largest"]), default="center", show_default=True,
+              help="Several faces: the one nearest the image centre weighted by size (LFW convention), or the largest.")
+@click.option("--thresholds", default="0.6,0.7,0.7", show_default=True, callback=_thresholds,
+              help="MTCNN P-, R-, O-net score thresholds.")
+@click.option("--min-face-size", type=click.IntRange(8, None), default=20, show_default=True,
+              help="Smallest face MTCNN looks for, in pixels.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for MTCNN: cpu or cuda[:N].")
+@click.option("--workers", type=click.IntRange(0, None), default=None,
+              help="Processes that decode, detect, warp and write [default: number of CPU cores]; 0 = in this process.")
+@click.option("--batch-size", type=click.IntRange(1, None), default=16, show_default=True,
+              help="Images of equal size sent to the detector in one call.")
+@click.option("--max-pixels", type=click.IntRange(10_000, None), default=40_000_000, show_default=True,
+              help="Larger images are decoded downscaled to this many pixels (landmarks stay in source pixels).")
+@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Redo every image instead of resuming from OUT/manifest.csv.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, device, workers, batch_size,
+         max_pixels, jpeg_quality, overwrite, quiet) -> None:
+    """Align every face photo under SRC into OUT.
+
+    SRC is walked recursively (jpg, jpeg, png, bmp, webp, any case) and its folder tree is
+    mirrored under OUT, so identity folders stay identity folders. Each face is found with
+    MTCNN (five landmarks), fitted to the template by a least-squares similarity transform and
+    warped to a 112×96 (or 112×112) crop. OUT/manifest.csv gets one row per input (ok,
+    fallback or failed, with the reason and the landmarks in source pixels) and
+    OUT/dataset.json the settings and counts. Rerunning resumes where a run stopped.
+
+    Example: align-faces lfw-deepfunneled/ lfw-aligned/ --workers 2
+    """
+    from alignment.detect import DetectorUnavailable
+    from alignment.pipeline import AlignConfig, AlignError, align_folder
+    from alignment.templates import parse_size
+
+    config = AlignConfig(
+        size=parse_size(size), detector=detector, device=device, thresholds=thresholds,
+        min_face_size=min_face_size, pick=pick, fallback=fallback, max_pixels=max_pixels,
+        jpeg_quality=jpeg_quality, batch_size=batch_size,
+    )
+    if workers is None:
+        workers = os.cpu_count() or 1
+    try:
+        if detector == "dlib":
+            from alignment.detect import dlib_model_path
+
+            dlib_model_path()
+        if detector == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
+            raise ImportError("No module named 'facenet_pytorch'")
+        summary = align_folder(src, out, config, workers=workers, overwrite=overwrite,
+                               progress=not quiet, command=sys.argv)
+    except ImportError as err:
+        raise click.ClickException(
+            f"facenet-pytorch is not importable ({err}): pip install --no-deps facenet-pytorch==2.6.0"
+        ) from None
+    except (AlignError, DetectorUnavailable) as err:
+        raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {out}/manifest.csv holds what was done; rerun the same command to resume", err=True)
+        sys.exit(130)
+    c = summary["counts"]
+    rate = summary["images_per_second"]
+    click.echo(
+        f"aligned {c['processed']} of {c['inputs']} images in {summary['seconds']:.1f} s"
+        + (f" ({rate:.1f} images/s)" if rate else "")
+        + f": ok {c['ok']}, fallback {c['fallback']}, failed {c['failed']}"
+        + (f" ({c['resumed']} already done, resumed)" if c["resumed"] else "")
+        + f"\nmanifest: {os.path.join(out, 'manifest.csv')}"
+    )

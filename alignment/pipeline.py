@@ -1,0 +1,298 @@
+"""The ``align-faces`` run: walk a tree, detect, warp, write crops and the manifest.
+
+Work is split in chunks of ``batch_size`` files; each worker process decodes a chunk, runs the
+detector on the images of equal size in one batched call, warps and writes the crops, and returns
+one manifest row per file. The parent only tracks progress and keeps ``manifest.csv`` current, so
+an interrupted run can be resumed from it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from alignment.imageio import IMAGE_EXTENSIONS, BadImage, load_image, write_bytes_atomic, write_image_atomic
+from alignment.warp import center_crop, warp_face
+
+MANIFEST_COLUMNS = (
+    ["path", "source", "identity", "status", "reason", "detector", "score"]
+    + [f"{axis}{i}" for i in range(1, 6) for axis in ("lx", "ly")]
+    + ["size"]
+)
+DONE_STATUSES = ("ok", "fallback")
+SETTINGS_THAT_SHAPE_OUTPUT = ("size", "detector", "fallback", "pick", "thresholds", "min_face_size")
+
+
+class AlignError(Exception):
+    """A problem with the run's inputs or outputs, reported to the user in one line."""
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Everything that decides what a crop looks like, plus how the work is done."""
+
+    size: tuple[int, int] = (112, 96)
+    detector: str = "mtcnn"
+    device: str = "cpu"
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_face_size: int = 20
+    pick: str = "center"
+    fallback: str = "center"
+    max_pixels: int = 40_000_000
+    jpeg_quality: int = 95
+    batch_size: int = 16
+
+
+def list_images(src: Path) -> list[Path]:
+    """All files under ``src`` with an image extension (any case), sorted. Symlinked files and
+    folders are followed (each real folder once, so link cycles end); hidden entries skipped."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(src, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(
+            Path(root, f) for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")
+        )
+    return sorted(found)
+
+
+def _empty_row(rel: str, config: AlignConfig) -> dict:
+    parent = Path(rel).parent.as_posix()
+    row = {c: np.nan for c in MANIFEST_COLUMNS}
+    row.update(path="", source=rel, identity="" if parent == "." else parent, reason="", detector=config.detector)
+    row["size"] = f"{config.size[0]}x{config.size[1]}"
+    return row
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(config: AlignConfig, threads: int) -> None:
+    """Per-process set-up: torch thread count and one detector instance."""
+    import torch
+
+    from alignment.detect import make_detector
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _WORKER["config"] = config
+    _WORKER["detect"] = make_detector(config.detector, config.device, config.thresholds, config.min_face_size, config.pick)
+
+
+def _process_chunk(jobs: list[tuple[str, str, str]]) -> list[dict]:
+    """Align a chunk of (source file, relative path, output file) jobs; one row per job."""
+    config: AlignConfig = _WORKER["config"]
+    rows, loaded = [], []
+    for src, rel, dst in jobs:
+        row = _empty_row(rel, config)
+        rows.append(row)
+        try:
+            image = load_image(src, config.max_pixels)
+        except BadImage as err:
+            row.update(status="failed", reason=str(err))
+            continue
+        loaded.append((row, image, dst))
+    by_shape: dict[tuple, list] = {}
+    for item in loaded:
+        by_shape.setdefault(item[1].rgb.shape, []).append(item)
+    for group in by_shape.values():
+        for start in range(0, len(group), config.batch_size):
+            part = group[start : start + config.batch_size]
+            faces = _WORKER["detect"]([image.rgb for _, image, _ in part])
+            for (row, image, dst), face in zip(part, faces):
+                _finish(row, image, dst, face, config)
+    return rows
+
+
+def _finish(row: dict, image, dst: str, face, config: AlignConfig) -> None:
+    notes = list(image.notes)
+    if face is not None and not isinstance(face, Exception):
+        crop, _ = warp_face(image.rgb, face.landmarks, config.size)
+        status = "ok"
+        row["score"] = round(face.score, 5)
+        for i, (x, y) in enumerate(face.landmarks * image.scale, start=1):
+            row[f"lx{i}"], row[f"ly{i}"] = round(float(x), 3), round(float(y), 3)
+    else:
+        why = "no face detected" if face is None else f"detector error: {type(face).__name__}: {face}"
+        if config.fallback == "skip":
+            row.update(status="failed", reason="; ".join([why] + notes))
+            return
+        crop, status = center_crop(image.rgb, config.size), "fallback"
+        notes.insert(0, f"{why}: centre crop")
+    try:
+        write_image_atomic(dst, crop, config.jpeg_quality)
+    except OSError as err:
+        row.update(status="failed", reason=f"write failed: {err}")
+        return
+    row.update(status=status, reason="; ".join(notes), path=row["source"])
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _run_chunks(chunks: list[list], config: AlignConfig, workers: int) -> Iterable[list[dict]]:
+    if workers <= 0:
+        _init_worker(config, 0)
+        return map(_process_chunk, chunks)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config, threads))
+
+    def results() -> Iterator[list[dict]]:
+        try:
+            yield from pool.imap_unordered(_process_chunk, chunks)
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
+
+    return results()
+
+
+def write_manifest(out: Path, rows: Iterable[dict]) -> Path:
+    """Write ``OUT/manifest.csv`` atomically, sorted by source path."""
+    frame = pd.DataFrame(list(rows), columns=MANIFEST_COLUMNS).sort_values("source", kind="stable")
+    path = out / "manifest.csv"
+    write_bytes_atomic(path, frame.to_csv(index=False).encode())
+    return path
+
+
+def read_manifest(out: Path) -> pd.DataFrame:
+    """Read an aligned folder's manifest: text columns stay text (an identity called "NA" is
+    not a missing value), empty numeric cells become NaN."""
+    numeric = {c: [""] for c in MANIFEST_COLUMNS if c == "score" or c[:2] in ("lx", "ly")}
+    return pd.read_csv(Path(out) / "manifest.csv", dtype=str, keep_default_na=False, na_values=numeric).astype(
+        {c: float for c in numeric}
+    )
+
+
+def _check_settings(out: Path, config: AlignConfig) -> None:
+    meta = out / "dataset.json"
+    if not meta.exists():
+        return
+    try:
+        old = json.loads(meta.read_text())["settings"]
+    except (ValueError, KeyError):
+        return
+    new = _settings(config)
+    changed = [k for k in SETTINGS_THAT_SHAPE_OUTPUT if k in old and old[k] != new[k]]
+    if changed:
+        detail = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in changed)
+        raise AlignError(f"{out} was made with other settings ({detail}); use --overwrite or another OUT")
+
+
+def _settings(config: AlignConfig) -> dict:
+    settings = asdict(config)
+    settings["size"] = f"{config.size[0]}x{config.size[1]}"
+    settings["thresholds"] = list(config.thresholds)
+    return settings
+
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise AlignError(f"cannot write to output folder {out}: {err.strerror or err}") from None
+
+
+def align_folder(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    config: AlignConfig = AlignConfig(),
+    workers: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+) -> dict:
+    """Align every image under ``src`` into ``out``; returns the summary written to dataset.json."""
+    from tqdm import tqdm
+
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise AlignError(f"source folder not found: {src}")
+    files = list_images(src)
+    if not files:
+        raise AlignError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {src}")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise AlignError("OUT must not be SRC or lie inside it")
+    _prepare_out(out)
+    if not overwrite:
+        _check_settings(out, config)
+
+    done: dict[str, dict] = {}
+    if not overwrite and (out / "manifest.csv").exists():
+        for row in read_manifest(out).to_dict("records"):
+            if row["status"] in DONE_STATUSES and row["path"] and (out / row["path"]).exists():
+                done[row["source"]] = row
+    rels = [f.relative_to(src).as_posix() for f in files]
+    jobs = [(str(f), rel, str(out / rel)) for f, rel in zip(files, rels) if rel not in done]
+    rows: dict[str, dict] = dict(done)
+    _write_json(out, config, command, rows, len(files), len(done), 0.0, complete=False)
+
+    start = last_save = time.perf_counter()
+    counts = {"ok": 0, "fallback": 0, "failed": 0}
+    bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    try:
+        for chunk_rows in _run_chunks(list(_chunks(jobs, config.batch_size)), config, workers):
+            for row in chunk_rows:
+                rows[row["source"]] = row
+                counts[row["status"]] += 1
+            bar.update(len(chunk_rows))
+            bar.set_postfix(counts, refresh=False)
+            if time.perf_counter() - last_save > 10:
+                write_manifest(out, rows.values())
+                last_save = time.perf_counter()
+    finally:
+        bar.close()
+        write_manifest(out, rows.values())
+    seconds = time.perf_counter() - start
+    return _write_json(out, config, command, rows, len(files), len(done), seconds, complete=True)
+
+
+def _write_json(out, config, command, rows, total, resumed, seconds, complete) -> dict:
+    statuses = pd.Series([r["status"] for r in rows.values()], dtype=object).value_counts().to_dict()
+    processed = total - resumed
+    summary = {
+        "tool": "align-faces",
+        "version": _version(),
+        "complete": complete,
+        "command": command or [],
+        "settings": _settings(config),
+        "seed": None,
+        "counts": {
+            "inputs": total,
+            "ok": int(statuses.get("ok", 0)),
+            "fallback": int(statuses.get("fallback", 0)),
+            "failed": int(statuses.get("failed", 0)),
+            "resumed": resumed,
+            "processed": processed,
+        },
+        "seconds": round(seconds, 2),
+        "images_per_second": round(processed / seconds, 2) if seconds > 0 else None,
+    }
+    write_bytes_atomic(out / "dataset.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def _version() -> str:
+    from alignment import __version__
+
+    return __version__
