@@ -73,9 +73,9 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
         workers = os.cpu_count() or 1
     try:
         if detector == "dlib":
-            from alignment.detect import dlib_model_path
+            from alignment.detect import dlib_model_file
 
-            dlib_model_path()
+            dlib_model_file("shape_predictor_68_face_landmarks.dat")
         if detector == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
             raise ImportError("No module named 'facenet_pytorch'")
         summary = align_folder(src, out, config, workers=workers, overwrite=overwrite,

@@ -8,6 +8,7 @@ the detections by :func:`pick_face`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -118,17 +119,24 @@ def _choose(boxes, probs, points, shape, pick: str) -> "Face | None":
     return Face(boxes[i], float(probs[i]), points[i])
 
 
-def dlib_model_path() -> str:
-    """Path of dlib's 68-point predictor from ``face_recognition_models``, or raise."""
-    try:
-        import dlib  # noqa: F401
-        import face_recognition_models
-    except ImportError:
+def dlib_model_file(name: str) -> str:
+    """Path of one of dlib's model files shipped by ``face_recognition_models``, or raise.
+
+    The package's own helpers import ``pkg_resources``, which current setuptools no longer
+    ships, so the file is located from the package folder instead.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if importlib.util.find_spec("dlib") is None or spec is None or not spec.submodule_search_locations:
         raise DetectorUnavailable(
             "--detector dlib needs the optional extra: pip install 'alob-toolkit[dlib]' "
             "(dlib-bin and face_recognition_models)"
-        ) from None
-    return face_recognition_models.pose_predictor_model_location()
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
+    if not path.is_file():
+        raise DetectorUnavailable(f"dlib model file missing: {path} (reinstall face_recognition_models)")
+    return str(path)
 
 
 def landmarks68_to_5(shape68: np.ndarray) -> np.ndarray:
@@ -140,7 +148,7 @@ def landmarks68_to_5(shape68: np.ndarray) -> np.ndarray:
 def _dlib_detector(pick: str) -> Detector:
     import dlib
 
-    predictor = dlib.shape_predictor(dlib_model_path())
+    predictor = dlib.shape_predictor(dlib_model_file("shape_predictor_68_face_landmarks.dat"))
     finder = dlib.get_frontal_face_detector()
 
     def one(image: np.ndarray) -> "Face | None | Exception":
