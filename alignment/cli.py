@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 
 import click
@@ -19,6 +20,10 @@ def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:
     if len(parts) != 3 or not all(0.0 < p < 1.0 for p in parts):
         raise click.BadParameter("three comma-separated probabilities, e.g. 0.6,0.7,0.7")
     return parts  # type: ignore[return-value]
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -71,6 +76,7 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
     )
     if workers is None:
         workers = os.cpu_count() or 1
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's kill saves the manifest like Ctrl-C
     try:
         if detector == "dlib":
             from alignment.detect import dlib_model_file

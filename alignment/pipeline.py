@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -86,7 +89,8 @@ def _init_worker(config: AlignConfig, threads: int) -> None:
 
     from alignment.detect import make_detector
 
-    if threads > 0:
+    if threads > 0:  # a pool worker: Ctrl-C is the parent's to handle (it saves the manifest)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(threads)
     _WORKER["config"] = config
     _WORKER["detect"] = make_detector(config.detector, config.device, config.thresholds, config.min_face_size, config.pick)
@@ -145,23 +149,25 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _run_chunks(chunks: list[list], config: AlignConfig, workers: int) -> Iterable[list[dict]]:
+def _run_chunks(chunks: list[list], config: AlignConfig, workers: int) -> Iterator[list[dict]]:
+    """Yield each chunk's rows as it completes, in this process (``workers=0``) or in a pool."""
     if workers <= 0:
         _init_worker(config, 0)
-        return map(_process_chunk, chunks)
+        yield from map(_process_chunk, chunks)
+        return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config, threads))
-
-    def results() -> Iterator[list[dict]]:
+    with ProcessPoolExecutor(workers, mp.get_context("spawn"), _init_worker, (config, threads)) as pool:
+        futures = [pool.submit(_process_chunk, chunk) for chunk in chunks]
         try:
-            yield from pool.imap_unordered(_process_chunk, chunks)
-            pool.close()
-        finally:
-            pool.terminate()
-            pool.join()
-
-    return results()
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool:
+            raise AlignError(
+                "a worker process died (out of memory, or a decoder crash on some input); "
+                "the manifest holds what was done, rerun to resume or use --workers 0 to find the file"
+            ) from None
+        finally:  # on Ctrl-C or error: drop queued chunks; running ones end within a batch
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_manifest(out: Path, rows: Iterable[dict]) -> Path:
