@@ -243,12 +243,17 @@ def align_folder(
     if not overwrite:
         _check_settings(out, config)
 
+    rels = [f.relative_to(src).as_posix() for f in files]
     done: dict[str, dict] = {}
     if not overwrite and (out / "manifest.csv").exists():
-        for row in read_manifest(out).to_dict("records"):
-            if row["status"] in DONE_STATUSES and row["path"] and (out / row["path"]).exists():
+        current = set(rels)
+        try:
+            previous = read_manifest(out).to_dict("records")
+        except (ValueError, KeyError, pd.errors.ParserError) as err:
+            raise AlignError(f"cannot read {out / 'manifest.csv'} to resume ({err}); use --overwrite") from None
+        for row in previous:
+            if row["source"] in current and row["status"] in DONE_STATUSES and (out / row["path"]).is_file():
                 done[row["source"]] = row
-    rels = [f.relative_to(src).as_posix() for f in files]
     jobs = [(str(f), rel, str(out / rel)) for f, rel in zip(files, rels) if rel not in done]
     rows: dict[str, dict] = dict(done)
     _write_json(out, config, command, rows, len(files), len(done), 0.0, complete=False)

@@ -85,3 +85,22 @@ def test_dlib_backend_agrees_with_mtcnn(lfw_dir: Path):
     ]
     assert len(distances) >= 10
     assert np.median(np.concatenate(distances)) < 4.0
+
+
+def test_batch_crash_is_guarded_per_image(lfw_dir: Path, monkeypatch):
+    """When facenet-pytorch raises on a batch (as it does on some batches holding a face-less
+    image), the batch is redone image by image and the faces are still found."""
+    from facenet_pytorch import MTCNN
+
+    original = MTCNN.detect
+
+    def crash_on_batches(self, img, landmarks=False):
+        if np.asarray(img).ndim == 4:
+            raise ValueError("setting an array element with a sequence (inhomogeneous shape)")
+        return original(self, img, landmarks=landmarks)
+
+    monkeypatch.setattr(MTCNN, "detect", crash_on_batches)
+    face = np.asarray(Image.open(list_images(lfw_dir)[0]).convert("RGB"))
+    results = make_detector("mtcnn")([face, np.zeros_like(face), face])
+    assert results[0] is not None and results[1] is None and results[2] is not None
+    np.testing.assert_allclose(results[0].landmarks, results[2].landmarks)
