@@ -27,6 +27,7 @@ DEFAULT_HINTS = {
     "mouth_mask": "mouth", "mask": "mouth", "scarf": "mouth",
 }
 ENV_VAR = "OCCGEN_OCCLUDERS"
+FLAT_BACKDROP = (238, 238, 238)
 
 
 class OccgenError(Exception):
@@ -55,6 +56,13 @@ class Occluder:
         """(RGB × alpha, alpha) as float32, the form that resizes without colour fringes."""
         a = self.alpha.astype(np.float32) / 255.0
         return self.rgb.astype(np.float32) * a[..., None], a
+
+    @cached_property
+    def flat(self) -> np.ndarray:
+        """RGB flattened on a light grey backdrop by its alpha: the opaque picture rect mode
+        pastes (an RGB occluder is unchanged)."""
+        a = self.alpha.astype(np.float32)[..., None] / 255.0
+        return np.rint(self.rgb * a + np.float32(FLAT_BACKDROP) * (1 - a)).astype(np.uint8)
 
     @cached_property
     def mask_integral(self) -> np.ndarray:

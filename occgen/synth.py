@@ -11,7 +11,8 @@ Size modes
       covers t of the crop, whatever its native pixel size; the dataset's mean coverage is ``ratio``.
 
 Blending
-    * ``rect`` pastes the whole RGB rectangle (alpha ignored), as FROM does.
+    * ``rect`` pastes the whole rectangle, as FROM does: the occluder as an opaque picture
+      (flattened on a light grey backdrop by its alpha; an RGB occluder as it is).
     * ``alpha`` composites with the occluder's alpha (premultiplied, so no fringes); the mask is
       where the resized alpha exceeds 0.5.
 
@@ -28,7 +29,7 @@ template of aligned crops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -53,6 +54,7 @@ class OcclusionConfig:
     max_extent: float = 2.0
     jitter: float = 0.04
     categories: tuple[str, ...] | None = None
+    target_mean: float | None = None  # ratio mode: the calibrated mean of the targets (computed if None)
 
     def __post_init__(self) -> None:
         modes = [m for m in (self.factor, self.scale_set, self.ratio) if m is not None]
@@ -142,7 +144,7 @@ def paste(image: np.ndarray, occ: Occluder, x0: int, y0: int, w: int, h: int, bl
         return out, mask
     sy, sx = slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0)
     if blend == "rect":
-        out[iy0:iy1, ix0:ix1] = _resize(occ.rgb, w, h)[sy, sx]
+        out[iy0:iy1, ix0:ix1] = _resize(occ.flat, w, h)[sy, sx]
         mask[iy0:iy1, ix0:ix1] = 255
         return out, mask
     prem, alpha = occ.premultiplied
@@ -276,7 +278,7 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
     ``max_extent``, so the others aim a little higher. Computed once per (library, config,
     size) by rendering the largest reachable coverage of 48 draws per occluder with a fixed
     internal seed, so it never depends on the data, the order or the worker."""
-    key = (id(library), cfg, W, H)
+    key = (id(library), replace(cfg, target_mean=None), W, H)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
     from scipy.stats import beta as beta_dist
@@ -314,7 +316,8 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
 
 def _ratio_mode(image, rng, library, cfg) -> tuple[np.ndarray, np.ndarray, dict]:
     H, W = image.shape[:2]
-    target = _draw_target(rng, calibrated_mean(library, cfg, W, H), cfg.ratio_spread)
+    mean = cfg.target_mean if cfg.target_mean is not None else calibrated_mean(library, cfg, W, H)
+    target = _draw_target(rng, mean, cfg.ratio_spread)
     occ = library.pick(rng)
     cx, cy, scale, reachable = _geometry(rng, occ, W, H, cfg, target)
     out, mask, covered, (x0, y0, w, h, scale) = _render_to_target(image, occ, cx, cy, scale, target, cfg, reachable)
