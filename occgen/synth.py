@@ -29,7 +29,7 @@ template of aligned crops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -197,9 +197,16 @@ def _coverage_curve(occ: Occluder, W: int, H: int, cx, cy, scales: np.ndarray, r
     return area * scales**2 / (W * H)
 
 
+_GRIDS: dict = {}
+
+
 def _scale_grid(occ: Occluder, W: int, H: int, max_extent: float) -> np.ndarray:
-    ow, oh = occ.size
-    return np.geomspace(2.0 / max(ow, oh), max_extent * min(W / ow, H / oh), 64)
+    """48 geometric scales from a 2-pixel occluder up to ``max_extent`` × the crop (cached)."""
+    key = (id(occ), W, H, max_extent)
+    if key not in _GRIDS:
+        ow, oh = occ.size
+        _GRIDS[key] = np.geomspace(2.0 / max(ow, oh), max_extent * min(W / ow, H / oh), 48)
+    return _GRIDS[key]
 
 
 def _solve_scale(scales: np.ndarray, curve: np.ndarray, target: float) -> float | None:
@@ -218,22 +225,31 @@ def _solve_scale(scales: np.ndarray, curve: np.ndarray, target: float) -> float 
 CENTRE_TRIES = 6
 
 
+def _centres(rng: np.random.Generator, occ: Occluder, W: int, H: int, cfg: OcclusionConfig, w: float, h: float, n: int):
+    """``n`` candidate centres at once (arrays), drawn as :func:`_centre` draws one."""
+    if cfg.placement == "semantic" and occ.hint in ("eyes", "mouth"):
+        fx, fy = face_points(H, W)[occ.hint]
+        d = rng.normal(0.0, cfg.jitter, (n, 2)) * (W, H)
+        cx = np.clip(np.rint(fx + d[:, 0] + (0.5 - occ.anchor[0]) * w), 0, W - 1)
+        cy = np.clip(np.rint(fy + d[:, 1] + (0.5 - occ.anchor[1]) * h), 0, H - 1)
+        return cx.astype(int), cy.astype(int)
+    return rng.integers(0, W, n), rng.integers(0, H, n)
+
+
 def _place_for_target(rng, occ, W, H, cfg, target):
-    """Draw up to CENTRE_TRIES centres; return the first (cx, cy, scale, True) that reaches
-    ``target``, else (cx, cy, scale, False) with the largest coverage any try can reach."""
+    """Draw CENTRE_TRIES candidate centres; return the first (cx, cy, scale, True) that reaches
+    ``target``, else (cx, cy, scale, False) with the largest coverage any candidate can reach."""
     scales = _scale_grid(occ, W, H, cfg.max_extent)
     ow, oh = occ.size
     guess = np.sqrt(target * W * H / max(occ.mask_integral[-1, -1], 1.0))
-    best, best_reach = None, -1.0
-    for _ in range(CENTRE_TRIES):
-        cx, cy = _centre(rng, occ, W, H, cfg, ow * guess, oh * guess)
-        curve = _coverage_curve(occ, W, H, cx, cy, scales, cfg.blend == "rect")
-        scale = _solve_scale(scales, curve, target)
-        if scale is not None:
-            return cx, cy, scale, True
-        if curve.max() > best_reach:
-            best, best_reach = (cx, cy, float(scales[int(np.argmax(curve))]), False), float(curve.max())
-    return best
+    cxs, cys = _centres(rng, occ, W, H, cfg, ow * guess, oh * guess, CENTRE_TRIES)
+    curves = _coverage_curve(occ, W, H, cxs[:, None], cys[:, None], scales, cfg.blend == "rect")
+    reaching = np.nonzero(curves.max(axis=1) >= target)[0]
+    if reaching.size:
+        k = int(reaching[0])
+        return int(cxs[k]), int(cys[k]), _solve_scale(scales, curves[k], target), True
+    k, j = np.unravel_index(int(np.argmax(curves)), curves.shape)
+    return int(cxs[k]), int(cys[k]), float(scales[j]), False
 
 
 def _geometry(rng, occ, W, H, cfg, target) -> tuple[int, int, float, bool]:
@@ -276,15 +292,15 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
     """The mean of the per-image targets that makes the *achieved* mean coverage equal
     ``cfg.ratio``: thin shapes (eyeglass frames) cannot reach high targets within
     ``max_extent``, so the others aim a little higher. Computed once per (library, config,
-    size) by rendering the largest reachable coverage of 48 draws per occluder with a fixed
+    size) by rendering the largest reachable coverage of 32 draws per occluder with a fixed
     internal seed, so it never depends on the data, the order or the worker."""
-    key = (id(library), replace(cfg, target_mean=None), W, H)
+    key = (id(library), cfg, W, H)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
     from scipy.stats import beta as beta_dist
 
     rng = np.random.default_rng(12345)
-    per = 48  # draws per occluder: stratified, so the estimate's noise is that of the centres only
+    per = 32  # draws per occluder: stratified, so the estimate's noise is that of the centres only
     blank = np.zeros((H, W, 3), np.uint8)
     groups = library.by_category
     occs = [o for group in groups.values() for o in group]
