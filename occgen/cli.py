@@ -198,7 +198,10 @@ def assets(occluders, regenerate, out, sheet) -> None:
         if regenerate:
             from occgen.assets_gen import write_library
 
-            target = Path(out) if out else Path(__file__).resolve().parents[1] / "assets" / "occluders"
+            checkout = Path(__file__).resolve().parents[1] / "assets" / "occluders"
+            if not out and not (checkout / "index.csv").exists():
+                raise OccgenError("not running from a source checkout: give --out DIR for the regenerated library")
+            target = Path(out) if out else checkout
             index = write_library(target)
             click.echo(f"drew {len(index)} occluders in {index['category'].nunique()} categories into {target}")
             occluders = str(target)

@@ -1,0 +1,85 @@
+"""The occluder library: bundled assets, user folders in FROM's layout, unusable files."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from occgen import load_library, occlude, OcclusionConfig
+from occgen.assets_gen import CATEGORIES, render_library
+from occgen.cli import main
+from occgen.library import OccgenError, default_library_path
+
+
+def test_bundled_library_is_complete():
+    library = load_library()
+    index = pd.read_csv(default_library_path() / "index.csv")
+    assert set(library.categories) == set(CATEGORIES) and len(CATEGORIES) == 9
+    assert index.groupby("category").size().min() >= 6 and len(library.occluders) == len(index) >= 54
+    assert set(index["hint"]) == {"eyes", "mouth", "anywhere"}
+    for occ in library.occluders:
+        assert occ.rgb.shape[:2] == occ.alpha.shape and occ.size == tuple(index.set_index("file").loc[occ.name, ["width", "height"]])
+        assert (occ.alpha < 128).any() and (occ.alpha > 127).mean() > 0.02  # a shape, not a speck
+    size = sum(p.stat().st_size for p in default_library_path().rglob("*.png"))
+    assert size < 3_000_000
+
+
+def test_generator_reproduces_committed_assets():
+    root = default_library_path()
+    for asset in render_library():
+        committed = cv2.imread(str(root / asset.file), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(cv2.cvtColor(committed, cv2.COLOR_BGRA2RGBA), asset.rgba), asset.file
+
+
+def _png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), array)
+
+
+def test_from_layout_with_occluder_txt(tmp_path):
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[5:15, 5:25] = (0, 0, 255, 255)
+    _png(tmp_path / "cup" / "a.png", rgba)
+    _png(tmp_path / "hand" / "b.png", np.full((10, 12, 3), 90, np.uint8))  # RGB: the full rectangle
+    _png(tmp_path / "hand" / "unlisted.png", rgba)
+    (tmp_path / "occluder.txt").write_text("cup/a.png\nhand/b.png\nscarf/missing.png\n")
+    library = load_library(tmp_path)
+    assert [o.name for o in library.occluders] == ["cup/a.png", "hand/b.png"]
+    assert library.by_category["hand"][0].alpha.min() == 255
+    assert library.by_category["cup"][0].alpha.sum() == 10 * 20 * 255
+    assert any("scarf/missing.png" in p and "unreadable" in p for p in library.problems)
+    assert any("category scarf" in p for p in library.problems)
+    out, mask, info = occlude(np.zeros((112, 96, 3), np.uint8), np.random.default_rng(0), library, OcclusionConfig(ratio=0.3))
+    assert info["category"] in ("cup", "hand") and mask.any()
+
+
+def test_plain_folder_and_bad_occluders(tmp_path):
+    _png(tmp_path / "glasses" / "g.png", np.dstack([np.full((8, 20, 3), 40, np.uint8), np.full((8, 20), 255, np.uint8)]))
+    _png(tmp_path / "glasses" / "clear.png", np.zeros((8, 20, 4), np.uint8))  # fully transparent
+    (tmp_path / "glasses" / "broken.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "empty_category").mkdir()
+    library = load_library(tmp_path)
+    assert [o.name for o in library.occluders] == ["glasses/g.png"]
+    assert library.occluders[0].hint == "eyes"  # a known category name gives its placement hint
+    problems = " | ".join(library.problems)
+    assert "clear.png: no usable alpha" in problems and "broken.png: unreadable" in problems
+    assert "empty_category: empty" in problems
+
+
+def test_empty_library_is_an_error(tmp_path):
+    (tmp_path / "cup").mkdir()
+    with pytest.raises(OccgenError, match="no usable occluder images"):
+        load_library(tmp_path)
+
+
+def test_assets_command_lists_and_regenerates(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["assets"])
+    assert result.exit_code == 0 and "63 occluders in 9 categories" in result.output
+    result = runner.invoke(main, ["assets", "--regenerate", "--out", str(tmp_path / "lib"), "--sheet", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lib" / "index.csv").read_bytes() == (default_library_path() / "index.csv").read_bytes()
+    assert cv2.imread(str(tmp_path / "s.png")) is not None
