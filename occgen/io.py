@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -22,16 +21,24 @@ def rng_for(seed: int, key: str) -> np.random.Generator:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    The temporary name carries the process id, so concurrent writers never share one; the
+    folder is created only when missing (builders write thousands of files per second).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        handle = open(tmp, "wb")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp, "wb")
+    try:
+        with handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -39,8 +46,8 @@ def encode(image: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
     """Encode an RGB (or single-channel) uint8 array as ``ext`` (".jpg" or ".png")."""
     ext = ext.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in (".jpg", ".jpeg") else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    array = image[:, :, ::-1] if image.ndim == 3 else image
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(array), params)
+    array = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buf = cv2.imencode(ext, array, params)
     if not ok:
         raise OSError(f"could not encode {ext} image")
     return buf.tobytes()
@@ -51,4 +58,4 @@ def decode_rgb(data: bytes) -> np.ndarray | None:
     if not data:
         return None
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return None if array is None else np.ascontiguousarray(array[:, :, ::-1])
+    return None if array is None else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)

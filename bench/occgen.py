@@ -1,0 +1,145 @@
+"""Benchmark of occgen, side by side in one run (medians of several repeats).
+
+(a) ``occlude()`` alone on 112×96 arrays, images per second on one core, per mode;
+(b) an LFW-OCC build (decode, occlude, encode, write image + mask, plus the clean copy and the
+    manifest) with ``occgen.build``, in one process and with 2 worker processes;
+(c) the same build done the FROM way: a minimal re-implementation of FROM's PIL procedure
+    (``occluded_image_ratio``: PIL decode, resize, paste the RGB rectangle, numpy mask, PIL
+    encode of image and mask), written here for the comparison, with the same inputs and outputs.
+
+Usage:  python bench/occgen.py --src /work/data/lfw-aligned --out /tmp/occgen-bench [--subset 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from occgen import OcclusionConfig, default_library, occlude, parse_scale_set
+from occgen.build import BuildConfig, Job, build, list_sources
+
+
+def bench_occlude(repeats: int, n: int = 3000) -> dict[str, float]:
+    library = default_library()
+    images = np.random.default_rng(0).integers(0, 256, (16, 112, 96, 3), dtype=np.uint8)
+    modes = {
+        "factor 3.0, rect (FROM-exact)": OcclusionConfig(factor=3.0, blend="rect"),
+        "factor 2.0, alpha": OcclusionConfig(factor=2.0),
+        "scale-set 1:0.5:5, alpha": OcclusionConfig(scale_set=parse_scale_set("1:0.5:5")),
+        "ratio 0.52, alpha": OcclusionConfig(ratio=0.52),
+        "ratio 0.52, alpha, semantic": OcclusionConfig(ratio=0.52, placement="semantic"),
+    }
+    results = {}
+    for name, cfg in modes.items():
+        occlude(images[0], np.random.default_rng(0), library, cfg)  # calibration and caches outside the timing
+        rates = []
+        for r in range(repeats):
+            rngs = [np.random.default_rng([r, i]) for i in range(n)]
+            start = time.perf_counter()
+            for i, rng in enumerate(rngs):
+                occlude(images[i % 16], rng, library, cfg)
+            rates.append(n / (time.perf_counter() - start))
+        results[name] = statistics.median(rates)
+    return results
+
+
+def from_way(src: Path, rels: list[str], out: Path, occluder_files: list[Path], factor: float, seed: int) -> None:
+    """FROM's procedure, PIL throughout: one random occluder per image at a fixed factor."""
+    random.seed(seed)
+    occluders = [Image.open(p).convert("RGB") for p in occluder_files]
+    for rel in rels:
+        img = Image.open(src / rel).convert("RGB")
+        occ = random.choice(occluders)
+        W, H = img.size
+        new_w, new_h = min(W - 1, int(factor * occ.size[0])), min(H - 1, int(factor * occ.size[1]))
+        occ = occ.resize((new_w, new_h))
+        cx, cy = random.choice(range(0, W)), random.choice(range(0, H))
+        sx, sy = cx - new_w // 2, cy - new_h // 2
+        ex, ey = cx + (new_w + 1) // 2, cy + (new_h + 1) // 2
+        img.paste(occ, (sx, sy, ex, ey))
+        sx, sy, ex, ey = max(sx, 0), max(sy, 0), min(W - 1, ex), min(H - 1, ey)
+        mask = np.zeros((H, W))
+        mask[sy:ey, sx:ex] = 1.0
+        target = out / "images" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        img.save(target, quality=95)
+        mask_path = (out / "masks" / rel).with_suffix(".png")
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
+
+
+def subset_tree(src: Path, rels: list[str], root: Path) -> Path:
+    """A folder of symlinks holding just ``rels`` (an identity tree occgen can read)."""
+    if root.exists():
+        shutil.rmtree(root)
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(src / rel)
+    return root
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", required=True, type=Path, help="aligned LFW (align-faces output)")
+    parser.add_argument("--out", required=True, type=Path, help="scratch folder for the builds (deleted and rewritten)")
+    parser.add_argument("--subset", type=int, default=2000, help="images per build timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--full", action="store_true", help="also time one full-LFW build with 2 workers")
+    args = parser.parse_args()
+
+    print(f"machine: {os.cpu_count()} cores; medians of {args.repeats} repeats\n")
+    print("(a) occlude() alone, 112x96 arrays, one core")
+    for name, rate in bench_occlude(args.repeats).items():
+        print(f"  {name:<32} {rate:8.0f} images/s")
+
+    rels = list_sources(args.src)[0]
+    rels = [rels[i] for i in np.random.default_rng(0).choice(len(rels), min(args.subset, len(rels)), replace=False)]
+    sub = subset_tree(args.src.resolve(), sorted(rels), args.out / "subset")
+    occ_files = sorted((Path(default_library().root)).rglob("*.png"))
+    config = BuildConfig("lfw", OcclusionConfig(factor=3.0, blend="rect"), unit_size=250)
+    ratio_config = BuildConfig("lfw", OcclusionConfig(ratio=0.52), unit_size=250)
+
+    def ours(cfg, workers):
+        def run():
+            shutil.rmtree(args.out / "ours", ignore_errors=True)
+            build(Job(sub, args.out / "ours", cfg, workers=workers), progress=False)
+        return run
+
+    def theirs():
+        shutil.rmtree(args.out / "from", ignore_errors=True)
+        from_way(sub, sorted(rels), args.out / "from", occ_files, 3.0, 0)
+
+    rows = {"FROM way (PIL), 1 process": theirs, "occgen factor 3.0 rect, 1 process": ours(config, 0),
+            "occgen factor 3.0 rect, 2 workers": ours(config, 2), "occgen ratio 0.52 alpha, 2 workers": ours(ratio_config, 2)}
+    times: dict[str, list[float]] = {k: [] for k in rows}
+    for _ in range(args.repeats):
+        for name, fn in rows.items():  # interleaved, so load changes hit all alike
+            times[name].append(timed(fn))
+    n = len(rels)
+    print(f"\n(b, c) LFW-OCC build of {n} aligned LFW images (decode, occlude, encode, write image + mask)")
+    base = statistics.median(times["FROM way (PIL), 1 process"])
+    for name, ts in times.items():
+        t = statistics.median(ts)
+        print(f"  {name:<36} {n / t:8.0f} images/s   {base / t:5.2f}x the FROM way")
+    if args.full:
+        shutil.rmtree(args.out / "full", ignore_errors=True)
+        t = timed(lambda: build(Job(args.src, args.out / "full", config, workers=2), progress=False))
+        print(f"\nfull LFW ({len(list_sources(args.src)[0])} images), factor 3.0 rect, 2 workers: {t:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
