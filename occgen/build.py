@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from occgen.io import decode_rgb, encode, rng_for, write_bytes_atomic
+from occgen.io import decode_rgb, encode, link_or_copy_atomic, rng_for, write_bytes_atomic
 from occgen.library import OccgenError, load_library
 from occgen.pairs import read_pairs
 from occgen.synth import OcclusionConfig, calibrated_mean, occlude
@@ -181,7 +181,7 @@ def _run_unit(task: tuple[str, str, int, list[Sample]]) -> tuple[int, int]:
         folder = FolderWriter(out)
         for sample, outputs, row in written:
             if "clean_copy" in outputs:
-                folder.write(outputs["clean_path"], outputs["clean_copy"])
+                link_or_copy_atomic(os.path.realpath(src / sample.rel), out / outputs["clean_path"], outputs["clean_copy"])
             folder.write(row["path"], outputs["image"])
             if row["mask_path"]:
                 folder.write(row["mask_path"], outputs["mask"])
