@@ -128,6 +128,11 @@ def test_shards_identical_with_1_and_3_jobs_and_readable(tree, tmp_path):
     clean = kinds.count("clean") / len(kinds)
     assert 0.15 < clean < 0.5  # clean:occluded 1:2 by default
 
+    from occgen.preview import preview
+
+    sheet = cv2.imread(str(preview(tmp_path / "one", tmp_path / "sheet.png", count=6, kind="all")))
+    assert sheet is not None and sheet.shape[0] >= 224
+
 
 def test_resume_skips_finished_units(tree, tmp_path):
     config = BuildConfig("folder", OcclusionConfig(factor=2.0), format="shards", unit_size=8)
