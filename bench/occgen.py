@@ -52,26 +52,72 @@ def bench_occlude(repeats: int, n: int = 3000) -> dict[str, float]:
                 occlude(images[i % 16], rng, library, cfg)
             rates.append(n / (time.perf_counter() - start))
         results[name] = statistics.median(rates)
+    pil_images = [Image.fromarray(a) for a in images]
+    pil_occluders = [Image.fromarray(o.flat) for o in library.occluders]
+    rates = []
+    for r in range(repeats):
+        random.seed(r)
+        start = time.perf_counter()
+        for i in range(n):
+            from_occlude(pil_images[i % 16].copy(), random.choice(pil_occluders), 3.0)
+        rates.append(n / (time.perf_counter() - start))
+    results["FROM's procedure (PIL), factor 3.0"] = statistics.median(rates)
     return results
 
 
-def from_way(src: Path, rels: list[str], out: Path, occluder_files: list[Path], factor: float, seed: int) -> None:
-    """FROM's procedure, PIL throughout: one random occluder per image at a fixed factor."""
+def from_occlude(img: Image.Image, occ: Image.Image, factor: float):
+    """FROM's ``occluded_image_ratio`` step alone (PIL resize and paste, numpy mask and ratio)."""
+    W, H = img.size
+    new_w, new_h = min(W - 1, int(factor * occ.size[0])), min(H - 1, int(factor * occ.size[1]))
+    occ = occ.resize((new_w, new_h))
+    cx, cy = random.choice(range(0, W)), random.choice(range(0, H))
+    sx, sy = cx - new_w // 2, cy - new_h // 2
+    ex, ey = cx + (new_w + 1) // 2, cy + (new_h + 1) // 2
+    img.paste(occ, (sx, sy, ex, ey))
+    sx, sy, ex, ey = max(sx, 0), max(sy, 0), min(W - 1, ex), min(H - 1, ey)
+    mask = np.zeros((H, W))
+    mask[sy:ey, sx:ex] = 1.0
+    return img, mask, (ey - sy) * (ex - sx) / float(H * W)
+
+
+def in_memory(src: Path, rels: list[str], repeats: int) -> dict[str, float]:
+    """Decode → occlude → encode image and mask, bytes in and out, no file system: the compute
+    each approach needs per image, FROM's PIL procedure against occgen's."""
+    import io as _io
+
+    from occgen.io import decode_rgb, encode
+
+    blobs = [(src / rel).read_bytes() for rel in rels]
+    library = default_library()
+    cfg = OcclusionConfig(factor=3.0, blend="rect")
+    pil_occluders = [Image.fromarray(o.flat) for o in library.occluders]
+
+    def ours() -> None:
+        for i, blob in enumerate(blobs):
+            image, mask, _ = occlude(decode_rgb(blob), np.random.default_rng([0, i]), library, cfg)
+            encode(image, ".jpg"), encode(mask, ".png")
+
+    def theirs() -> None:
+        random.seed(0)
+        for blob in blobs:
+            img, mask, _ = from_occlude(Image.open(_io.BytesIO(blob)).convert("RGB"), random.choice(pil_occluders), 3.0)
+            img.save(_io.BytesIO(), "JPEG", quality=95)
+            Image.fromarray((mask * 255).astype(np.uint8)).save(_io.BytesIO(), "PNG")
+
+    times = {"FROM way (PIL)": [], "occgen": []}
+    for _ in range(repeats):
+        times["FROM way (PIL)"].append(timed(theirs))
+        times["occgen"].append(timed(ours))
+    return {k: len(blobs) / statistics.median(v) for k, v in times.items()}
+
+
+def from_way(src: Path, rels: list[str], out: Path, factor: float, seed: int) -> None:
+    """FROM's procedure, PIL throughout: one random occluder per image at a fixed factor (the
+    occluders are the bundled ones flattened to RGB, as FROM's are RGB pictures)."""
     random.seed(seed)
-    occluders = [Image.open(p).convert("RGB") for p in occluder_files]
+    occluders = [Image.fromarray(o.flat) for o in default_library().occluders]
     for rel in rels:
-        img = Image.open(src / rel).convert("RGB")
-        occ = random.choice(occluders)
-        W, H = img.size
-        new_w, new_h = min(W - 1, int(factor * occ.size[0])), min(H - 1, int(factor * occ.size[1]))
-        occ = occ.resize((new_w, new_h))
-        cx, cy = random.choice(range(0, W)), random.choice(range(0, H))
-        sx, sy = cx - new_w // 2, cy - new_h // 2
-        ex, ey = cx + (new_w + 1) // 2, cy + (new_h + 1) // 2
-        img.paste(occ, (sx, sy, ex, ey))
-        sx, sy, ex, ey = max(sx, 0), max(sy, 0), min(W - 1, ex), min(H - 1, ey)
-        mask = np.zeros((H, W))
-        mask[sy:ey, sx:ex] = 1.0
+        img, mask, _ = from_occlude(Image.open(src / rel).convert("RGB"), random.choice(occluders), factor)
         target = out / "images" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         img.save(target, quality=95)
@@ -113,7 +159,6 @@ def main() -> None:
     rels = list_sources(args.src)[0]
     rels = [rels[i] for i in np.random.default_rng(0).choice(len(rels), min(args.subset, len(rels)), replace=False)]
     sub = subset_tree(args.src.resolve(), sorted(rels), args.out / "subset")
-    occ_files = sorted((Path(default_library().root)).rglob("*.png"))
     config = BuildConfig("lfw", OcclusionConfig(factor=3.0, blend="rect"), unit_size=250)
     ratio_config = BuildConfig("lfw", OcclusionConfig(ratio=0.52), unit_size=250)
 
@@ -121,7 +166,7 @@ def main() -> None:
         return lambda: build(Job(sub, args.out / "ours", cfg, workers=workers), progress=False)
 
     def theirs():
-        from_way(sub, sorted(rels), args.out / "from", occ_files, 3.0, 0)
+        from_way(sub, sorted(rels), args.out / "from", 3.0, 0)
 
     rows = {"FROM way (PIL), 1 process": theirs, "occgen factor 3.0 rect, 1 process": ours(config, 0),
             "occgen factor 3.0 rect, 2 workers": ours(config, 2), "occgen ratio 0.52 alpha, 2 workers": ours(ratio_config, 2)}
@@ -132,6 +177,10 @@ def main() -> None:
             shutil.rmtree(args.out / "from", ignore_errors=True)
             times[name].append(timed(fn))
     n = len(rels)
+    memory = in_memory(args.src, rels, args.repeats)
+    print(f"\n(b0) in memory, factor 3.0 rect, {n} images, one core: decode, occlude, encode image + mask")
+    for name, rate in memory.items():
+        print(f"  {name:<36} {rate:8.0f} images/s   {rate / memory['FROM way (PIL)']:5.2f}x the FROM way")
     print(f"\n(b, c) LFW-OCC build of {n} aligned LFW images (decode, occlude, encode, write image + mask)")
     base = statistics.median(times["FROM way (PIL), 1 process"])
     for name, ts in times.items():
@@ -140,7 +189,7 @@ def main() -> None:
     if args.full:
         for name, cfg in (("factor 3.0 rect", config), ("ratio 0.52 alpha", ratio_config)):
             shutil.rmtree(args.out / "full", ignore_errors=True)
-            t = timed(lambda: build(Job(args.src, args.out / "full", cfg, workers=2), progress=False))
+            t = timed(lambda cfg=cfg: build(Job(args.src, args.out / "full", cfg, workers=2), progress=False))
             total = len(list_sources(args.src)[0])
             print(f"full LFW ({total} images), {name}, 2 workers: {t:.1f} s, {total / t:.0f} images/s")
 

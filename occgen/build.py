@@ -168,7 +168,7 @@ def _run_unit(task: tuple[str, str, int, list[Sample]]) -> tuple[int, int]:
     if config.format == "shards":
         shard = f"shards/{SPLIT}-{unit:06d}.tar"
         with ShardWriter(out / shard) as writer:
-            for sample, outputs, row in written:
+            for _, outputs, row in written:
                 meta = {k: row[k] for k in ("label", "identity", "source", "occluded", "kind", "category", "asset",
                                             "scale", "ratio", "x", "y", "w", "h", "seed") if row[k] != ""}
                 ext = config.image_format
@@ -301,7 +301,7 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
     bar = tqdm(total=sum(len(units[u]) for u in todo), unit="img", disable=not progress, dynamic_ncols=True,
                file=sys.stderr)
     try:
-        for unit, count in _run(tasks, config, job.workers):
+        for unit, _ in _run(tasks, config, job.workers):
             done_samples += len(units[unit])
             bar.update(len(units[unit]))
     finally:

@@ -130,7 +130,7 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
     except OccgenError as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: finished units are kept; rerun the same command to resume", err=True)
+        click.echo("\ninterrupted: finished units are kept; rerun the same command to resume", err=True)
         sys.exit(130)
     run = summary["run"]
     rate = run.get("samples_per_second")
@@ -212,7 +212,7 @@ def assets(occluders, regenerate, out, sheet) -> None:
         click.echo(f"warning: {problem}", err=True)
     table = library.table()
     for category, group in table.groupby("category", sort=True):
-        sizes = ", ".join(f"{w}x{h}" for w, h in zip(group["width"], group["height"]))
+        sizes = ", ".join(f"{w}x{h}" for w, h in zip(group["width"], group["height"], strict=True))
         click.echo(f"{category:<12} {len(group):>3}  hint {group['hint'].iloc[0]:<8}  sizes (WxH) {sizes}")
     click.echo(f"{len(table)} occluders in {table['category'].nunique()} categories: {library.root}")
     if sheet:
