@@ -64,6 +64,22 @@ class BuildConfig:
         return settings
 
 
+def dataset_name(config: BuildConfig, src: str | Path) -> str:
+    """A conventional name: ``lfw-occ-3.0`` (FROM's factor, rect), ``lfw-occ-r0.52`` (target
+    coverage), ``lfw-occ-s1-5`` (scale set), with ``-alpha``/``-rect`` and ``-semantic`` when
+    they differ from the mode's usual blending and placement; ``<src>-occ-…`` for folders."""
+    occ = config.occlusion
+    if occ.mode == "factor":
+        tag, usual = f"{occ.factor:.1f}", "rect"
+    elif occ.mode == "scale_set":
+        tag, usual = f"s{min(occ.scale_set):g}-{max(occ.scale_set):g}", "alpha"
+    else:
+        tag, usual = f"r{occ.ratio:g}", "alpha"
+    base = "lfw" if config.source == "lfw" else Path(src).resolve().name
+    name = f"{base}-occ-{tag}" + ("" if occ.blend == usual else f"-{occ.blend}")
+    return name + ("-semantic" if occ.placement == "semantic" else "")
+
+
 @dataclass
 class Sample:
     key: str  # stable identity of the sample: its randomness comes from (seed, key)
@@ -396,7 +412,8 @@ def _write_pairs(out: Path, ok: pd.DataFrame, pairs) -> dict:
 def _write_json(out: Path, job: Job, config: BuildConfig, summary: dict) -> None:
     from occgen import __version__
 
-    data = {"tool": "occgen build", "version": __version__, "complete": summary.get("complete", False),
-            "command": job.command, "source": str(job.src), "settings": config.settings(), "seed": config.seed}
+    data = {"tool": "occgen build", "version": __version__, "name": dataset_name(config, job.src),
+            "complete": summary.get("complete", False), "command": job.command, "source": str(job.src),
+            "settings": config.settings(), "seed": config.seed}
     data.update({k: v for k, v in summary.items() if k != "complete"})
     write_bytes_atomic(out / "dataset.json", json.dumps(data, indent=2).encode())

@@ -41,7 +41,9 @@ def _clean_ratio(ctx, param, value: str) -> float:
               help="lfw: every image occluded once, next to a clean copy, plus pairs.csv (evaluation set). "
                    "folder: any identity-folder tree to a training set with clean and occluded samples.")
 @click.option("--src", required=True, type=click.Path(file_okay=False), help="Aligned folder (align-faces output or any identity tree).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output folder [default: the dataset's conventional name in the current folder, e.g. lfw-occ-3.0, "
+                   "lfw-occ-r0.52].")
 @click.option("--pairs", type=click.Path(dir_okay=False), help="LFW pairs.txt (View 2) for --source lfw; writes OUT/pairs.csv.")
 @click.option("--factor", type=click.FloatRange(min=0, min_open=True),
               help="FROM-exact: resize each occluder to FACTOR × its native size (capped at W-1 × H-1); e.g. 2.0 or 3.0.")
@@ -95,7 +97,7 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
       occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
       occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
     """
-    from occgen.build import BuildConfig, Job, build as run_build
+    from occgen.build import BuildConfig, Job, build as run_build, dataset_name
     from occgen.library import OccgenError
     from occgen.synth import OcclusionConfig, parse_scale_set
 
@@ -120,7 +122,9 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
         occluders=os.path.abspath(occluders) if occluders else None,
         pairs=os.path.abspath(pairs) if pairs else None,
     )
-    job = Job(src, out, config, shard_index, num_shards, os.cpu_count() or 1 if workers is None else workers, sys.argv)
+    out = out or dataset_name(config, src)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    job = Job(src, out, config, shard_index, num_shards, workers, sys.argv)
     try:
         library = _library(occluders)
         for problem in library.problems:

@@ -134,6 +134,17 @@ def test_shards_identical_with_1_and_3_jobs_and_readable(tree, tmp_path):
     assert sheet is not None and sheet.shape[0] >= 224
 
 
+def test_dataset_names():
+    from occgen.build import dataset_name
+
+    def name(source="lfw", **kw):
+        return dataset_name(BuildConfig(source, OcclusionConfig(**kw)), "/data/casia-aligned")
+
+    assert name(factor=2.0, blend="rect") == "lfw-occ-2.0" and name(factor=3.0) == "lfw-occ-3.0-alpha"
+    assert name(ratio=0.4309) == "lfw-occ-r0.4309" and name(ratio=0.52, placement="semantic") == "lfw-occ-r0.52-semantic"
+    assert name("folder", scale_set=parse_scale_set("1:0.5:5")) == "casia-aligned-occ-s1-5"
+
+
 def test_resume_skips_finished_units(tree, tmp_path):
     config = BuildConfig("folder", OcclusionConfig(factor=2.0), format="shards", unit_size=8)
     run(tree, tmp_path / "o", config)
@@ -152,7 +163,7 @@ def test_cli_build_and_preview(tree, pairs_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "coverage: mean" in result.output and "pairs: 6 of 8" in result.output
     meta = json.loads((out / "dataset.json").read_text())
-    assert meta["complete"] and meta["settings"]["occlusion"]["factor"] == 3.0
+    assert meta["complete"] and meta["settings"]["occlusion"]["factor"] == 3.0 and meta["name"] == "lfw-occ-3.0"
     result = runner.invoke(main, ["preview", str(out), "--out", str(tmp_path / "p.png"), "--count", "8"])
     assert result.exit_code == 0, result.output
     sheet = cv2.imread(str(tmp_path / "p.png"))
