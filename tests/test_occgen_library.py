@@ -28,10 +28,14 @@ def test_bundled_library_is_complete():
 
 
 def test_generator_reproduces_committed_assets():
+    """Byte-identical with the OpenCV the assets were drawn with; another OpenCV release may
+    anti-alias an edge pixel differently, so a handful of pixels may differ by a few levels."""
     root = default_library_path()
     for asset in render_library():
-        committed = cv2.imread(str(root / asset.file), cv2.IMREAD_UNCHANGED)
-        assert np.array_equal(cv2.cvtColor(committed, cv2.COLOR_BGRA2RGBA), asset.rgba), asset.file
+        committed = cv2.cvtColor(cv2.imread(str(root / asset.file), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+        assert committed.shape == asset.rgba.shape, asset.file
+        off = np.abs(committed.astype(int) - asset.rgba.astype(int)).max(axis=2) > 3
+        assert off.mean() < 0.005, asset.file
 
 
 def _png(path, array):
