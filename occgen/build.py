@@ -332,8 +332,7 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
     summary = {"complete": False, "run": run,
                "note": f"{sum(not _unit_done(out, u, config) for u in range(len(units)))} of {len(units)} units "
                        "still to build by other jobs (--shard-index); the last one assembles the manifest"}
-    _write_json(out, job, config, summary)
-    return summary
+    return summary  # dataset.json keeps "complete": false until the last job assembles it
 
 
 def _unit_done(out: Path, unit: int, config: BuildConfig) -> bool:
