@@ -10,6 +10,7 @@ skipped and reported in :attr:`OccluderLibrary.problems`, one line each.
 from __future__ import annotations
 
 import os
+import site
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -197,12 +198,14 @@ def load_library(root: str | os.PathLike | None = None) -> OccluderLibrary:
 
 def default_library_path() -> Path:
     """Where the project's own occluders are: ``$OCCGEN_OCCLUDERS``, the source checkout's
-    ``assets/occluders``, or the copy ``pip install`` puts under ``<prefix>/share``."""
+    ``assets/occluders``, or the copy ``pip install`` puts under ``<prefix>/share`` (or the
+    user base for ``--user``)."""
     candidates = []
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.environ[ENV_VAR]))
     candidates.append(Path(__file__).resolve().parents[1] / "assets" / "occluders")
-    candidates.append(Path(sys.prefix) / "share" / "alob-toolkit" / "occluders")
+    for prefix in (sys.prefix, site.USER_BASE or ""):  # pip install . / pip install --user .
+        candidates += [Path(prefix) / "share" / name / "occluders" for name in ("alob-toolkit", "alob_toolkit")]
     for path in candidates:
         if (path / "index.csv").exists():
             return path

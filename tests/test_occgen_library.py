@@ -87,3 +87,20 @@ def test_assets_command_lists_and_regenerates(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "lib" / "index.csv").read_bytes() == (default_library_path() / "index.csv").read_bytes()
     assert cv2.imread(str(tmp_path / "s.png")) is not None
+
+
+def test_missing_library_is_a_clear_error(tmp_path, monkeypatch):
+    import site
+    import sys
+
+    import occgen.library as library
+
+    monkeypatch.delenv("OCCGEN_OCCLUDERS", raising=False)
+    monkeypatch.setattr(library, "__file__", str(tmp_path / "occgen" / "library.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(site, "USER_BASE", str(tmp_path))
+    with pytest.raises(OccgenError, match="occluder library not found.*--occluders DIR"):
+        default_library_path()
+    (tmp_path / "share" / "alob-toolkit" / "occluders").mkdir(parents=True)
+    (tmp_path / "share" / "alob-toolkit" / "occluders" / "index.csv").write_text("category,file\n")
+    assert default_library_path() == tmp_path / "share" / "alob-toolkit" / "occluders"
