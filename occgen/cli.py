@@ -59,6 +59,9 @@ def _clean_ratio(ctx, param, value: str) -> float:
 @click.option("--true-mask", is_flag=True,
               help="With --factor/--scale-set and --blend rect: save the exact pasted rectangle instead of FROM's mask "
                    "(FROM clips the mask at W-1/H-1, missing the last column/row).")
+@click.option("--pick", type=click.Choice(["category", "file"]), default="category", show_default=True,
+              help="Which occluder: a category uniformly then a file in it, or any file uniformly (FROM; the same "
+                   "for the bundled library, whose categories are all the same size).")
 @click.option("--categories", callback=_categories, help="Comma-separated occluder categories to use [default: all].")
 @click.option("--occluders", type=click.Path(file_okay=False),
               help="Occluder folder: this project's layout, FROM's (category folders, optional occluder.txt) or any PNGs "
@@ -81,7 +84,7 @@ def _clean_ratio(ctx, param, value: str) -> float:
 @click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Rebuild everything instead of resuming finished units.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend, placement, true_mask, categories,
+def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend, placement, true_mask, pick, categories,
           occluders, clean_ratio, copies, fmt, image_format, jpeg_quality, shard_size, seed, workers, shard_index,
           num_shards, overwrite, quiet) -> None:
     """Occlude an aligned face folder into a dataset.
@@ -112,6 +115,7 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
         occlusion = OcclusionConfig(
             factor=factor, scale_set=parse_scale_set(scale_set) if scale_set else None, ratio=ratio,
             ratio_spread=ratio_spread, blend=blend, placement=placement, from_mask=not true_mask, categories=categories,
+            pick=pick,
         )
     except ValueError as err:
         raise click.BadParameter(str(err)) from None

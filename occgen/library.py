@@ -10,6 +10,7 @@ skipped and reported in :attr:`OccluderLibrary.problems`, one line each.
 from __future__ import annotations
 
 import os
+import re
 import site
 import sys
 from dataclasses import dataclass, field
@@ -104,8 +105,11 @@ class OccluderLibrary:
             raise OccgenError(f"unknown occluder categories {', '.join(unknown)}; have {', '.join(self.categories)}")
         return OccluderLibrary([o for o in self.occluders if o.category in categories], self.root, self.problems)
 
-    def pick(self, rng: np.random.Generator) -> Occluder:
-        """A category uniformly, then one of its occluders uniformly."""
+    def pick(self, rng: np.random.Generator, by: str = "category") -> Occluder:
+        """``by="category"``: a category uniformly, then one of its occluders uniformly (balanced
+        whatever the category sizes); ``by="file"``: one occluder uniformly, as FROM does."""
+        if by == "file":
+            return self.occluders[int(rng.integers(len(self.occluders)))]
         groups = list(self.by_category.values())
         group = groups[int(rng.integers(len(groups)))]
         return group[int(rng.integers(len(group)))]
@@ -145,6 +149,15 @@ def read_occluder(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)
 
 
+def _category_of(listed: str) -> str:
+    """The category of an ``occluder.txt`` line: its folder, else its name without a trailing
+    number (``cup_3.png`` → ``cup``)."""
+    path = Path(listed)
+    if path.parent != Path("."):
+        return path.parent.as_posix()
+    return re.sub(r"[\s_\-]*\d+$", "", path.stem) or path.stem
+
+
 def _entries(root: Path) -> tuple[list[dict], list[str]]:
     """The (category, file, hint, anchor) entries of a folder in any of the three layouts."""
     problems: list[str] = []
@@ -154,8 +167,7 @@ def _entries(root: Path) -> tuple[list[dict], list[str]]:
     listing = root / "occluder.txt"
     if listing.exists():
         files = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-        entries = [{"category": Path(f).parent.as_posix() if Path(f).parent != Path(".") else Path(f).stem,
-                    "file": f} for f in files]
+        entries = [{"category": _category_of(f), "file": f} for f in files]
     else:
         entries = []
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):

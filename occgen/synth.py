@@ -54,6 +54,7 @@ class OcclusionConfig:
     max_extent: float = 2.0
     jitter: float = 0.04
     categories: tuple[str, ...] | None = None
+    pick: str = "category"  # "category": balanced over categories; "file": uniform over files (FROM)
     target_mean: float | None = None  # ratio mode: the calibrated mean of the targets (computed if None)
 
     def __post_init__(self) -> None:
@@ -72,6 +73,8 @@ class OcclusionConfig:
             raise ValueError("blend must be rect or alpha")
         if self.placement not in ("random", "semantic"):
             raise ValueError("placement must be random or semantic")
+        if self.pick not in ("category", "file"):
+            raise ValueError("pick must be category or file")
 
     @property
     def mode(self) -> str:
@@ -304,7 +307,8 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
     blank = np.zeros((H, W, 3), np.uint8)
     groups = library.by_category
     occs = [o for group in groups.values() for o in group]
-    weights = np.repeat([1.0 / (len(groups) * len(groups[o.category])) / per for o in occs], per)
+    share = [1.0 / len(occs) if cfg.pick == "file" else 1.0 / (len(groups) * len(groups[o.category])) for o in occs]
+    weights = np.repeat(share, per) / per
     predicted, rendered = np.empty(len(weights)), np.empty(len(weights))  # best reachable: foreseen, drawn
     for i, occ in enumerate(np.repeat(np.array(occs, dtype=object), per)):
         cx, cy, scale, _ = _geometry(rng, occ, W, H, cfg, 2.0)
@@ -334,7 +338,7 @@ def _ratio_mode(image, rng, library, cfg) -> tuple[np.ndarray, np.ndarray, dict]
     H, W = image.shape[:2]
     mean = cfg.target_mean if cfg.target_mean is not None else calibrated_mean(library, cfg, W, H)
     target = _draw_target(rng, mean, cfg.ratio_spread)
-    occ = library.pick(rng)
+    occ = library.pick(rng, cfg.pick)
     cx, cy, scale, reachable = _geometry(rng, occ, W, H, cfg, target)
     out, mask, covered, (x0, y0, w, h, scale) = _render_to_target(image, occ, cx, cy, scale, target, cfg, reachable)
     info = _info(occ, scale, covered, x0, y0, w, h, cfg)
@@ -371,7 +375,7 @@ def occlude(
         return _ratio_mode(image, rng, library, cfg)
     H, W = image.shape[:2]
     factor = cfg.factor if cfg.factor is not None else float(cfg.scale_set[int(rng.integers(len(cfg.scale_set)))])
-    occ = library.pick(rng)
+    occ = library.pick(rng, cfg.pick)
     ow, oh = occ.size
     new_w, new_h = min(W - 1, int(factor * ow)), min(H - 1, int(factor * oh))
     cx, cy = _centre(rng, occ, W, H, cfg, new_w, new_h)

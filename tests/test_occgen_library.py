@@ -60,6 +60,19 @@ def test_from_layout_with_occluder_txt(tmp_path):
     assert info["category"] in ("cup", "hand") and mask.any()
 
 
+def test_flat_occluder_txt_and_pick_by_file(tmp_path):
+    for name in ("cup_1.png", "cup_2.png", "cup_3.png", "phone1.png"):
+        _png(tmp_path / name, np.full((10, 10, 3), 50, np.uint8))
+    (tmp_path / "occluder.txt").write_text("cup_1.png\ncup_2.png\ncup_3.png\nphone1.png\n")
+    library = load_library(tmp_path)
+    assert {c: len(v) for c, v in library.by_category.items()} == {"cup": 3, "phone": 1}
+    rng = np.random.default_rng(0)
+    by_file = [library.pick(rng, "file").category for _ in range(4000)]
+    by_category = [library.pick(rng).category for _ in range(4000)]
+    assert abs(by_file.count("phone") / 4000 - 0.25) < 0.03  # FROM: uniform over files
+    assert abs(by_category.count("phone") / 4000 - 0.5) < 0.03  # balanced over categories
+
+
 def test_plain_folder_and_bad_occluders(tmp_path):
     _png(tmp_path / "glasses" / "g.png", np.dstack([np.full((8, 20, 3), 40, np.uint8), np.full((8, 20), 255, np.uint8)]))
     _png(tmp_path / "glasses" / "clear.png", np.zeros((8, 20, 4), np.uint8))  # fully transparent
