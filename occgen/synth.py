@@ -196,8 +196,8 @@ def _coverage_curve(occ: Occluder, W: int, H: int, cx, cy, scales: np.ndarray, r
     x0, y0 = cx - scales * ow / 2, cy - scales * oh / 2
     u0, u1 = np.clip(-x0 / scales, 0, ow), np.clip((W - x0) / scales, 0, ow)
     v0, v1 = np.clip(-y0 / scales, 0, oh), np.clip((H - y0) / scales, 0, oh)
-    area = _sat(integral, u1, v1) - _sat(integral, u1, v0) - _sat(integral, u0, v1) + _sat(integral, u0, v0)
-    return area * scales**2 / (W * H)
+    corners = _sat(integral, np.stack(np.broadcast_arrays(u1, u1, u0, u0)), np.stack(np.broadcast_arrays(v1, v0, v1, v0)))
+    return (corners[0] - corners[1] - corners[2] + corners[3]) * scales**2 / (W * H)
 
 
 _GRIDS: dict = {}
