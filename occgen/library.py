@@ -9,6 +9,7 @@ skipped and reported in :attr:`OccluderLibrary.problems`, one line each.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import site
@@ -84,6 +85,7 @@ class OccluderLibrary:
     occluders: list[Occluder]
     root: Path | None = None
     problems: list[str] = field(default_factory=list)
+    _subsets: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def by_category(self) -> dict[str, list[Occluder]]:
@@ -97,13 +99,27 @@ class OccluderLibrary:
         return list(self.by_category)
 
     def subset(self, categories: list[str] | tuple[str, ...] | None) -> "OccluderLibrary":
-        """The library restricted to ``categories`` (all when None); unknown names are an error."""
+        """The library restricted to ``categories`` (all when None; made once per selection);
+        unknown names are an error."""
         if not categories:
             return self
-        unknown = sorted(set(categories) - set(self.by_category))
-        if unknown:
-            raise OccgenError(f"unknown occluder categories {', '.join(unknown)}; have {', '.join(self.categories)}")
-        return OccluderLibrary([o for o in self.occluders if o.category in categories], self.root, self.problems)
+        key = tuple(sorted(categories))
+        if key not in self._subsets:
+            unknown = sorted(set(categories) - set(self.by_category))
+            if unknown:
+                raise OccgenError(f"unknown occluder categories {', '.join(unknown)}; have {', '.join(self.categories)}")
+            chosen = [o for o in self.occluders if o.category in categories]
+            self._subsets[key] = OccluderLibrary(chosen, self.root, self.problems)
+        return self._subsets[key]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of the occluders' names, sizes and alpha: what derived caches depend on."""
+        digest = hashlib.blake2b(digest_size=16)
+        for occ in self.occluders:
+            digest.update(f"{occ.category}/{occ.name}/{occ.size}".encode())
+            digest.update(occ.alpha.tobytes())
+        return digest.hexdigest()
 
     def pick(self, rng: np.random.Generator, by: str = "category") -> Occluder:
         """``by="category"``: a category uniformly, then one of its occluders uniformly (balanced

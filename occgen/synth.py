@@ -205,9 +205,9 @@ _GRIDS: dict = {}
 
 def _scale_grid(occ: Occluder, W: int, H: int, max_extent: float) -> np.ndarray:
     """48 geometric scales from a 2-pixel occluder up to ``max_extent`` × the crop (cached)."""
-    key = (id(occ), W, H, max_extent)
+    ow, oh = occ.size
+    key = (ow, oh, W, H, max_extent)
     if key not in _GRIDS:
-        ow, oh = occ.size
         _GRIDS[key] = np.geomspace(2.0 / max(ow, oh), max_extent * min(W / ow, H / oh), 48)
     return _GRIDS[key]
 
@@ -297,7 +297,7 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
     ``max_extent``, so the others aim a little higher. Computed once per (library, config,
     size) by rendering the largest reachable coverage of 32 draws per occluder with a fixed
     internal seed, so it never depends on the data, the order or the worker."""
-    key = (id(library), cfg, W, H)
+    key = (library.fingerprint, cfg, W, H)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
     from scipy.stats import beta as beta_dist

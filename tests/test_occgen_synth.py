@@ -181,3 +181,12 @@ def test_config_validation():
         OcclusionConfig()
     with pytest.raises(ValueError):
         parse_scale_set("5:0.5:1")
+
+
+def test_category_subset_is_made_once_and_calibrated_once():
+    library = default_library()
+    cfg = OcclusionConfig(ratio=0.4, categories=("cup", "phone"))
+    assert library.subset(cfg.categories) is library.subset(("phone", "cup"))
+    infos = [occlude(noise_image(i), np.random.default_rng(i), library, cfg)[2] for i in range(200)]
+    assert {i["category"] for i in infos} == {"cup", "phone"}
+    assert abs(np.mean([i["ratio"] for i in infos]) - 0.4) < 0.02
