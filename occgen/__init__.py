@@ -1,0 +1,26 @@
+"""Occlusion synthesis: the occluder library, ``occlude()`` and the ``occgen`` dataset builders.
+
+Public API (used by the trainer for on-the-fly occlusion)::
+
+    from occgen import occlude, OcclusionConfig, load_library, rng_for
+    image, mask, info = occlude(rgb_uint8, rng_for(seed, key), config=OcclusionConfig(ratio=0.52))
+"""
+
+from occgen.io import rng_for, stable_hash
+from occgen.library import Occluder, OccluderLibrary, OccgenError, default_library, load_library
+from occgen.synth import OcclusionConfig, occlude, parse_scale_set
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OccgenError",
+    "OcclusionConfig",
+    "Occluder",
+    "OccluderLibrary",
+    "default_library",
+    "load_library",
+    "occlude",
+    "parse_scale_set",
+    "rng_for",
+    "stable_hash",
+]

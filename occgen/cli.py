@@ -1,0 +1,238 @@
+"""``occgen``: synthesise occluded face datasets (``build``), look at them (``preview``) and
+manage the occluder library (``assets``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+def main() -> None:
+    """Occlusion synthesis for aligned face crops (FROM's LFW-OCC and training sets, and better).
+
+    \b
+    occgen build    occlude an aligned folder into a dataset (folder form or WebDataset shards)
+    occgen preview  contact sheet of a built dataset with mask outlines
+    occgen assets   list, draw or regenerate the occluder library
+    """
+
+
+def _categories(ctx, param, value: str | None):
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _clean_ratio(ctx, param, value: str) -> float:
+    try:
+        clean, occluded = (float(v) for v in value.split(":"))
+        if clean < 0 or occluded < 0 or clean + occluded <= 0:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("clean:occluded as two non-negative numbers, e.g. 1:2") from None
+    return clean / (clean + occluded)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--source", type=click.Choice(["lfw", "folder"]), required=True,
+              help="lfw: every image occluded once, next to a clean copy, plus pairs.csv (evaluation set). "
+                   "folder: any identity-folder tree to a training set with clean and occluded samples.")
+@click.option("--src", required=True, type=click.Path(file_okay=False), help="Aligned folder (align-faces output or any identity tree).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output folder [default: the dataset's conventional name in the current folder, e.g. lfw-occ-3.0, "
+                   "lfw-occ-r0.52].")
+@click.option("--pairs", type=click.Path(dir_okay=False), help="LFW pairs.txt (View 2) for --source lfw; writes OUT/pairs.csv.")
+@click.option("--factor", type=click.FloatRange(min=0, min_open=True),
+              help="FROM-exact: resize each occluder to FACTOR × its native size (capped at W-1 × H-1); e.g. 2.0 or 3.0.")
+@click.option("--scale-set", help="FROM's training recipe: factor drawn per image from START:STEP:STOP, e.g. 1:0.5:5.")
+@click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Target coverage: occluders cover RATIO of the crop on average, e.g. 0.52 (LFW-OCC-3.0) or 0.4309 (2.0).")
+@click.option("--ratio-spread", type=click.FloatRange(0, 0.3), default=0.08, show_default=True,
+              help="Standard deviation of the per-image coverage targets in --ratio mode.")
+@click.option("--blend", type=click.Choice(["alpha", "rect"]), default="alpha", show_default=True,
+              help="alpha: composite with the occluder's alpha, mask = alpha > 0.5. rect: paste the whole rectangle (FROM).")
+@click.option("--placement", type=click.Choice(["random", "semantic"]), default="random", show_default=True,
+              help="random: centre anywhere (FROM). semantic: eyewear on the eyes, masks and scarves on nose and mouth.")
+@click.option("--true-mask", is_flag=True,
+              help="With --factor/--scale-set and --blend rect: save the exact pasted rectangle instead of FROM's mask "
+                   "(FROM clips the mask at W-1/H-1, missing the last column/row).")
+@click.option("--pick", type=click.Choice(["category", "file"]), default="category", show_default=True,
+              help="Which occluder: a category uniformly then a file in it, or any file uniformly (FROM; the same "
+                   "for the bundled library, whose categories are all the same size).")
+@click.option("--categories", callback=_categories, help="Comma-separated occluder categories to use [default: all].")
+@click.option("--occluders", type=click.Path(file_okay=False),
+              help="Occluder folder: this project's layout, FROM's (category folders, optional occluder.txt) or any PNGs "
+                   "[default: the bundled library].")
+@click.option("--clean-ratio", default="1:2", show_default=True, callback=_clean_ratio,
+              help="--source folder: clean:occluded proportion of training samples.")
+@click.option("--copies", type=click.IntRange(1, None), default=1, show_default=True,
+              help="--source folder: samples made from each source image.")
+@click.option("--format", "fmt", type=click.Choice(["folder", "shards"]), default=None,
+              help="folder (images/, masks/) or shards (WebDataset tars) [default: folder for lfw, shards for folder].")
+@click.option("--image-format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
+@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True)
+@click.option("--shard-size", type=click.IntRange(1, None), default=1000, show_default=True,
+              help="Samples per unit of work (one tar in shard form).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Every sample's randomness comes from (seed, its key).")
+@click.option("--workers", type=click.IntRange(0, None), default=None,
+              help="Processes [default: number of CPU cores]; 0 = in this process. Never changes the output.")
+@click.option("--shard-index", type=click.IntRange(0, None), default=0, show_default=True,
+              help="This job's part when the build is split over --num-shards jobs (array jobs).")
+@click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Rebuild everything instead of resuming finished units.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend, placement, true_mask, pick, categories,
+          occluders, clean_ratio, copies, fmt, image_format, jpeg_quality, shard_size, seed, workers, shard_index,
+          num_shards, overwrite, quiet) -> None:
+    """Occlude an aligned face folder into a dataset.
+
+    Size mode: one of --factor, --scale-set, --ratio [default: --ratio 0.52 for lfw,
+    --scale-set 1:0.5:5 for folder]. Outputs follow docs/DESIGN.md: OUT/manifest.csv (one row
+    per output and per failed input), OUT/dataset.json (settings, counts, coverage mean and
+    spread), OUT/pairs.csv (lfw) or OUT/classes.csv (folder). Reruns resume.
+
+    \b
+    Examples:
+      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-3.0 --factor 3.0 --blend rect
+      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
+      occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
+    """
+    from occgen.build import BuildConfig, Job, build as run_build, dataset_name
+    from occgen.library import OccgenError
+    from occgen.synth import OcclusionConfig, parse_scale_set
+
+    if sum(v is not None for v in (factor, scale_set, ratio)) > 1:
+        raise click.UsageError("give only one of --factor, --scale-set, --ratio")
+    if factor is None and scale_set is None and ratio is None:
+        if source == "lfw":
+            ratio = 0.52
+        else:
+            scale_set = "1:0.5:5"
+    try:
+        occlusion = OcclusionConfig(
+            factor=factor, scale_set=parse_scale_set(scale_set) if scale_set else None, ratio=ratio,
+            ratio_spread=ratio_spread, blend=blend, placement=placement, from_mask=not true_mask, categories=categories,
+            pick=pick,
+        )
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    config = BuildConfig(
+        source=source, occlusion=occlusion, seed=seed, copies=copies, clean=clean_ratio,
+        format=fmt or ("folder" if source == "lfw" else "shards"), image_format=image_format,
+        jpeg_quality=jpeg_quality, unit_size=shard_size,
+        occluders=os.path.abspath(occluders) if occluders else None,
+        pairs=os.path.abspath(pairs) if pairs else None,
+    )
+    out = out or dataset_name(config, src)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    job = Job(src, out, config, shard_index, num_shards, workers, sys.argv)
+    try:
+        library = _library(occluders)
+        for problem in library.problems:
+            click.echo(f"warning: {problem}", err=True)
+        library.subset(categories)
+        summary = run_build(job, progress=not quiet, overwrite=overwrite)
+    except OccgenError as err:
+        raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished units are kept; rerun the same command to resume", err=True)
+        sys.exit(130)
+    run = summary["run"]
+    rate = run.get("samples_per_second")
+    click.echo(f"built {run['processed']} samples in {run['seconds']:.1f} s" + (f" ({rate:.0f}/s)" if rate else "")
+               + (f", {run['units_resumed']} units already done" if run["units_resumed"] else ""))
+    if not summary.get("complete"):
+        click.echo(summary.get("note", "incomplete"))
+        return
+    c = summary["counts"]
+    click.echo(f"{c['samples']} samples ({c['occluded']} occluded, {c['clean']} clean) from {c['inputs']} inputs, "
+               f"{c['failed_inputs']} failed")
+    if "coverage" in summary:
+        cov = summary["coverage"]
+        click.echo(f"coverage: mean {cov['mean'] * 100:.2f} %, std {cov['std'] * 100:.2f}, "
+                   f"5-95 % {cov['p05'] * 100:.1f}-{cov['p95'] * 100:.1f} %")
+    if "pairs" in summary:
+        p = summary["pairs"]
+        click.echo(f"pairs: {p['written']} of {p['read']} written to {os.path.join(out, 'pairs.csv')}")
+        for s in p["skipped"][:5]:
+            click.echo(f"warning: pairs line {s['line']} skipped: {s['reason']}", err=True)
+        if len(p["skipped"]) > 5:
+            click.echo(f"warning: {len(p['skipped']) - 5} more pairs skipped (see dataset.json)", err=True)
+    click.echo(f"manifest: {os.path.join(out, 'manifest.csv')}")
+
+
+def _library(path: str | None):
+    from occgen.library import default_library, load_library
+
+    return load_library(path) if path else default_library()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write [default: DATASET/preview.png].")
+@click.option("--count", type=click.IntRange(1, 1000), default=48, show_default=True, help="Samples shown.")
+@click.option("--cols", type=click.IntRange(1, 100), default=12, show_default=True)
+@click.option("--scale", type=click.IntRange(1, 8), default=2, show_default=True, help="Pixel magnification.")
+@click.option("--kind", type=click.Choice(["occluder", "clean", "all"]), default="occluder", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which samples are drawn.")
+def preview(dataset, out, count, cols, scale, kind, seed) -> None:
+    """Write a contact sheet of a built DATASET (folder form or shards) with red mask outlines."""
+    from occgen.library import OccgenError
+    from occgen.preview import preview as run_preview
+
+    try:
+        path = run_preview(dataset, out, count, cols, seed, scale, kind)
+    except (OccgenError, OSError, KeyError, ValueError) as err:
+        raise click.ClickException(f"cannot preview {dataset}: {err}") from None
+    click.echo(f"wrote {path}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--occluders", type=click.Path(file_okay=False), help="Library to list [default: the bundled one].")
+@click.option("--regenerate", is_flag=True, help="Redraw the bundled library with the deterministic generator.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="With --regenerate: where to write [default: the bundled library's folder, assets/occluders].")
+@click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet PNG of the library.")
+def assets(occluders, regenerate, out, sheet) -> None:
+    """List the occluder library (category, file, size, placement hint), or --regenerate it."""
+    from pathlib import Path
+
+    from occgen.library import OccgenError, default_library_path, load_library
+
+    try:
+        if regenerate:
+            from occgen.assets_gen import write_library
+
+            checkout = Path(__file__).resolve().parents[1] / "assets" / "occluders"
+            if not out and not (checkout / "index.csv").exists():
+                raise OccgenError("not running from a source checkout: give --out DIR for the regenerated library")
+            target = Path(out) if out else checkout
+            index = write_library(target)
+            click.echo(f"drew {len(index)} occluders in {index['category'].nunique()} categories into {target}")
+            occluders = str(target)
+        library = load_library(occluders) if occluders else load_library(default_library_path())
+    except OccgenError as err:
+        raise click.ClickException(str(err)) from None
+    for problem in library.problems:
+        click.echo(f"warning: {problem}", err=True)
+    table = library.table()
+    for category, group in table.groupby("category", sort=True):
+        sizes = ", ".join(f"{w}x{h}" for w, h in zip(group["width"], group["height"], strict=True))
+        click.echo(f"{category:<12} {len(group):>3}  hint {group['hint'].iloc[0]:<8}  sizes (WxH) {sizes}")
+    click.echo(f"{len(table)} occluders in {table['category'].nunique()} categories: {library.root}")
+    if sheet:
+        import cv2
+
+        from occgen.io import write_bytes_atomic
+        from occgen.sheet import library_sheet
+
+        ok, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])
+        write_bytes_atomic(sheet, buf.tobytes())
+        click.echo(f"wrote {sheet}")
+
+
+if __name__ == "__main__":
+    main()

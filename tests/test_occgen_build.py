@@ -1,0 +1,186 @@
+"""occgen build: folder and shard outputs, determinism across workers and jobs, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from occgen.build import BuildConfig, Job, build
+from occgen.cli import main
+from occgen.synth import OcclusionConfig, parse_scale_set
+
+IDENTITIES = ["Alice_A", "Bob_B", "Carol.C", "Dan_D"]
+
+
+def face_like(rng: np.random.Generator) -> np.ndarray:
+    """A 112x96 crop with a skin-toned oval, dark eyes and mouth at the template positions."""
+    img = np.full((112, 96, 3), rng.integers(40, 200, 3), np.uint8)
+    skin = tuple(int(v) for v in rng.integers(120, 230, 3))
+    cv2.ellipse(img, (48, 62), (34, 46), 0, 0, 360, skin, -1)
+    for x in (30, 65):
+        cv2.circle(img, (x, 52), 4, (30, 30, 30), -1)
+    cv2.line(img, (34, 92), (62, 92), (120, 40, 40), 3)
+    return cv2.GaussianBlur(img, (3, 3), 0)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """4 identities x 6 aligned-looking JPEGs, plus one corrupt file."""
+    root = tmp_path_factory.mktemp("aligned")
+    rng = np.random.default_rng(0)
+    for name in IDENTITIES:
+        (root / name).mkdir()
+        for i in range(1, 7):
+            cv2.imwrite(str(root / name / f"{name}_{i:04d}.jpg"), face_like(rng)[:, :, ::-1])
+    (root / "Dan_D" / "Dan_D_0007.jpg").write_bytes(b"this is not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pairs") / "pairs.txt"
+    path.write_text(
+        "2 2\n"
+        "Alice_A 1 2\nBob_B 3 4\nAlice_A 1 Bob_B 2\nCarol.C 1 Dan_D 1\n"
+        "Dan_D 2 7\nCarol.C 5 9\nAlice_A 6 Dan_D 6\nBob_B 1 Carol.C 2\n"
+    )
+    return path
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    """sha256 of every output file except dataset.json (it holds timings and the command)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "dataset.json"}
+
+
+def run(src, out, config, **kw) -> dict:
+    return build(Job(src, out, config, **kw), progress=False)
+
+
+def test_lfw_source_folder_form(tree, pairs_file, tmp_path):
+    config = BuildConfig("lfw", OcclusionConfig(ratio=0.45), seed=3, pairs=str(pairs_file), unit_size=7)
+    summary = run(tree, tmp_path / "out", config)
+    out = tmp_path / "out"
+    manifest = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert summary["complete"] and summary["counts"]["occluded"] == 24 and summary["counts"]["clean"] == 24
+    bad = manifest[manifest["status"] == "failed"]
+    assert bad["source"].tolist() == ["Dan_D/Dan_D_0007.jpg"] and "not a readable image" in bad["reason"].iloc[0]
+    occluded = manifest[manifest["kind"] == "occluder"]
+    for row in occluded.to_dict("records"):
+        mask = cv2.imread(str(out / row["mask_path"]), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == (112, 96) and set(np.unique(mask)) <= {0, 255}
+        assert float(row["ratio"]) == pytest.approx((mask > 0).mean(), abs=1e-6)
+    clean = manifest[manifest["kind"] == "clean"]
+    src_bytes = (tree / "Alice_A" / "Alice_A_0001.jpg").read_bytes()
+    assert (out / "clean/Alice_A/Alice_A_0001.jpg").read_bytes() == src_bytes  # clean copies untouched
+    assert len(clean) == 24
+    pairs = pd.read_csv(out / "pairs.csv")
+    assert len(pairs) == 6 and pairs["fold"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert pairs["path1"].str.startswith("clean/").all() and pairs["path2"].str.startswith("images/").all()
+    assert all((out / p).exists() for p in pd.concat([pairs["path1"], pairs["path2"]]))
+    skipped = summary["pairs"]["skipped"]
+    assert [s["line"] for s in skipped] == [6, 7] and "Dan_D/Dan_D_0007" in skipped[0]["reason"]
+    assert summary["coverage"]["mean"] == pytest.approx(occluded["ratio"].astype(float).mean(), abs=1e-5)
+
+
+def test_same_output_with_1_and_2_workers(tree, tmp_path):
+    config = BuildConfig("lfw", OcclusionConfig(factor=2.0, blend="rect"), seed=1, unit_size=5)
+    run(tree, tmp_path / "w0", config, workers=0)
+    run(tree, tmp_path / "w2", config, workers=2)
+    a, b = digest_tree(tmp_path / "w0"), digest_tree(tmp_path / "w2")
+    assert a == b and len(a) > 70
+
+
+def test_shards_identical_with_1_and_3_jobs_and_readable(tree, tmp_path):
+    config = BuildConfig("folder", OcclusionConfig(scale_set=parse_scale_set("1:0.5:5")), seed=5, copies=3,
+                         format="shards", unit_size=10)
+    one = run(tree, tmp_path / "one", config)
+    assert one["complete"]
+    partial = [run(tree, tmp_path / "three", config, shard_index=i, num_shards=3) for i in range(3)]
+    assert [p["complete"] for p in partial] == [False, False, True]  # the last job assembles
+    assert digest_tree(tmp_path / "one") == digest_tree(tmp_path / "three")
+    shards = sorted((tmp_path / "one" / "shards").glob("*.tar"))
+    assert len(shards) == 8  # 25 files x 3 copies = 75 samples, 10 per unit
+
+    import webdataset as wds
+
+    samples = list(wds.WebDataset([str(s) for s in shards], shardshuffle=False).decode("rgb8"))
+    assert len(samples) == 72  # 24 good images x 3; the corrupt file's 3 samples are only in the manifest
+    classes = pd.read_csv(tmp_path / "one" / "classes.csv", keep_default_na=False)
+    assert classes["identity"].tolist() == sorted(IDENTITIES)
+    assert classes["count"].tolist() == [18, 18, 18, 18]
+    kinds = []
+    for sample in samples:
+        meta = sample["json"]
+        image, mask = sample["jpg"], sample["mask.png"]
+        assert image.shape == (112, 96, 3) and mask.shape[:2] == (112, 96)
+        assert classes.loc[meta["label"], "identity"] == meta["identity"]
+        covered = (np.asarray(mask)[..., 0] > 127).mean()
+        assert covered == pytest.approx(meta["ratio"], abs=1e-6)
+        kinds.append(meta["kind"])
+    clean = kinds.count("clean") / len(kinds)
+    assert 0.15 < clean < 0.5  # clean:occluded 1:2 by default
+
+    from occgen.preview import preview
+
+    sheet = cv2.imread(str(preview(tmp_path / "one", tmp_path / "sheet.png", count=6, kind="all")))
+    assert sheet is not None and sheet.shape[0] >= 224
+
+
+def test_dataset_names():
+    from occgen.build import dataset_name
+
+    def name(source="lfw", **kw):
+        return dataset_name(BuildConfig(source, OcclusionConfig(**kw)), "/data/casia-aligned")
+
+    assert name(factor=2.0, blend="rect") == "lfw-occ-2.0" and name(factor=3.0) == "lfw-occ-3.0-alpha"
+    assert name(ratio=0.4309) == "lfw-occ-r0.4309" and name(ratio=0.52, placement="semantic") == "lfw-occ-r0.52-semantic"
+    assert name("folder", scale_set=parse_scale_set("1:0.5:5")) == "casia-aligned-occ-s1-5"
+
+
+def test_resume_skips_finished_units(tree, tmp_path):
+    config = BuildConfig("folder", OcclusionConfig(factor=2.0), format="shards", unit_size=8)
+    run(tree, tmp_path / "o", config)
+    before = digest_tree(tmp_path / "o")
+    (tmp_path / "o" / "shards" / "train-000001.tar").unlink()
+    again = run(tree, tmp_path / "o", config)
+    assert again["run"]["units_resumed"] == 3 and again["run"]["processed"] == 8
+    assert digest_tree(tmp_path / "o") == before
+
+
+def test_cli_build_and_preview(tree, pairs_file, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(main, ["build", "--source", "lfw", "--src", str(tree), "--out", str(out), "--pairs",
+                                  str(pairs_file), "--factor", "3.0", "--blend", "rect", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "coverage: mean" in result.output and "pairs: 6 of 8" in result.output
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["complete"] and meta["settings"]["occlusion"]["factor"] == 3.0 and meta["name"] == "lfw-occ-3.0"
+    result = runner.invoke(main, ["preview", str(out), "--out", str(tmp_path / "p.png"), "--count", "8"])
+    assert result.exit_code == 0, result.output
+    sheet = cv2.imread(str(tmp_path / "p.png"))
+    assert sheet is not None and sheet.shape[0] > 200
+    # the same OUT with other settings is refused in one line
+    result = runner.invoke(main, ["build", "--source", "lfw", "--src", str(tree), "--out", str(out), "--factor", "2.0",
+                                  "--workers", "0", "--quiet"])
+    assert result.exit_code == 1 and "other settings" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--src", "/nonexistent/folder"], "source folder not found"),
+    (["--factor", "2", "--ratio", "0.5"], "only one of"),
+    (["--scale-set", "5:1:1"], "bad scale set"),
+    (["--occluders", "/nonexistent/occ"], "occluder folder not found"),
+])
+def test_cli_bad_input_one_line(tree, tmp_path, args, message):
+    base = ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "x"), "--quiet", "--workers", "0"]
+    result = CliRunner().invoke(main, base + args)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
