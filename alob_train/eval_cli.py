@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from alob_train.verification import TAR_CONVENTIONS
 
@@ -28,15 +27,50 @@ def _parse_bench(spec: str):
     return Benchmark(name, table, Path(folder))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--bench", "benches", multiple=True, required=True, metavar="NAME=DIR[@pairs.txt]",
+def _model_options(func):
+    """Options that choose the model being measured (shared by every alob-eval command)."""
+    func = click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="Measure precomputed embeddings: an .npz with 'paths' and 'embeddings' (one vector per "
+                             "image; paths absolute or relative to the benchmark folder).")(func)
+    func = click.option("--reference", type=click.Choice(["facenet", "dlib"]), default=None,
+                        help="Measure a published reference model (optional [reference] extra).")(func)
+    return func
+
+
+def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], reference, embeddings, flip, batch_size, quiet):
+    """Embeddings of every path: looked up in --embeddings, or computed by --reference."""
+    from alob_train.embeddings import embeddings_for, load_embeddings
+    from alob_train.evaluate import embed_paths
+    from alob_train.reference_models import ModelUnavailable, reference_embedder
+
+    if (reference is None) == (embeddings is None):
+        raise click.UsageError("give exactly one model: --reference NAME or --embeddings FILE")
+    if embeddings:
+        table = load_embeddings(embeddings)
+        vectors = {}
+        try:
+            for root, paths in paths_by_root:
+                vectors.update(zip(paths, embeddings_for(table, paths, root)))
+        except KeyError as err:
+            raise click.ClickException(str(err.args[0])) from None
+        return vectors, f"embeddings {embeddings}"
+    missing = [p for _, paths in paths_by_root for p in paths if not Path(p).is_file()]
+    if missing:
+        raise click.ClickException(f"{len(missing)} images are missing, e.g. {missing[0]}")
+    try:
+        embed = reference_embedder(reference)
+    except ModelUnavailable as err:
+        raise click.ClickException(str(err)) from None
+    paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
+    return embed_paths(embed, paths, batch_size, flip, progress=not quiet), f"reference {reference}"
+
+
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--bench", "benches", multiple=True, metavar="NAME=DIR[@pairs.txt]",
               help="A benchmark: a folder dataset with pairs.csv (from occgen), or an aligned folder and a "
                    "standard pairs.txt (LFW: .jpg; MFR2: .png, detected). Repeat for several scenarios.")
-@click.option("--reference", type=click.Choice(["facenet", "dlib"]), default=None,
-              help="Measure a published reference model (optional [reference] extra) instead of a checkpoint.")
-@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Measure precomputed embeddings: an .npz with 'paths' and 'embeddings' (one vector per image; "
-                   "paths absolute or relative to the benchmark folder).")
+@_model_options
 @click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True,
               help="False accept rates at which TAR is reported.")
 @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
@@ -47,51 +81,70 @@ def _parse_bench(spec: str):
 @click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True,
               help="Folder for results.json, results.md and roc.png.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(benches, reference, embeddings, fars, tar_convention, flip, batch_size, out, quiet) -> None:
+@click.pass_context
+def main(ctx, benches, reference, embeddings, fars, tar_convention, flip, batch_size, out, quiet) -> None:
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
-    Example (a reference model on LFW and LFW-OCC-3.0):
+    Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
+    results.md (the paper's table layout) and roc.png. Example (a reference model on LFW and
+    LFW-OCC-3.0):
 
       alob-eval --reference facenet --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
+
+    Sub-commands: `ar` (AR identification protocols).
     """
-    from alob_train.embeddings import embeddings_for, load_embeddings
-    from alob_train.evaluate import embed_paths, evaluate_benchmarks
-    from alob_train.pairs import missing_images
-    from alob_train.reference_models import ModelUnavailable, reference_embedder
+    if ctx.invoked_subcommand is not None:
+        return
+    if not benches:
+        raise click.UsageError("give at least one --bench NAME=DIR[@pairs.txt]")
+    from alob_train.evaluate import evaluate_benchmarks
     from alob_train.report import write_report
 
-    if (reference is None) == (embeddings is None):
-        raise click.UsageError("give exactly one model: --reference NAME or --embeddings FILE")
     benchmarks = [_parse_bench(spec) for spec in benches]
     start = time.perf_counter()
-    if embeddings:
-        table = load_embeddings(embeddings)
-        vectors = {}
-        try:
-            for bench in benchmarks:
-                paths = list(dict.fromkeys([*bench.pairs.path1, *bench.pairs.path2]))
-                vectors.update(zip(paths, embeddings_for(table, paths, bench.root)))
-        except KeyError as err:
-            raise click.ClickException(str(err.args[0])) from None
-        model = f"embeddings {embeddings}"
-    else:
-        for bench in benchmarks:
-            missing = missing_images(bench.pairs)
-            if missing:
-                raise click.ClickException(f"{bench.name}: {len(missing)} images named by its pairs are missing, e.g. {missing[0]}")
-        try:
-            embed = reference_embedder(reference)
-        except ModelUnavailable as err:
-            raise click.ClickException(str(err)) from None
-        paths = list(dict.fromkeys(p for b in benchmarks for p in [*b.pairs.path1, *b.pairs.path2]))
-        vectors = embed_paths(embed, paths, batch_size, flip, progress=not quiet)
-        model = f"reference {reference}"
+    groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
+    vectors, model = _vectors_for(groups, reference, embeddings, flip, batch_size, quiet)
     results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
     meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
             "benchmarks": {b.name: str(b.root) for b in benchmarks}}
     write_report(out, results, curves, meta, tuple(fars))
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"report: {Path(out) / 'results.md'} ({meta['seconds']} s)")
+
+
+@main.command("ar")
+@click.option("--ar-dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Aligned AR images named like m-001-01.bmp (sex, person, image 1-26).")
+@_model_options
+@click.option("--gallery-1", default="1,2,3,14,15,16", show_default=True, help="Protocol 1 gallery image numbers.")
+@click.option("--gallery-2", default="1", show_default=True, help="Protocol 2 gallery image numbers.")
+@click.option("--flip", is_flag=True, help="Flip-test fusion.")
+@click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="report-ar", show_default=True)
+@click.option("--quiet", is_flag=True)
+def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_size, out, quiet) -> None:
+    """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
+    from alob_train.identification import ar_identification, scan_ar
+
+    table = scan_ar(ar_dir)
+    if table.empty:
+        raise click.ClickException(f"no AR-named images (m-001-01.bmp ...) under {ar_dir}")
+    try:
+        protocols = {"1": tuple(int(v) for v in gallery_1.split(",")), "2": tuple(int(v) for v in gallery_2.split(","))}
+    except ValueError:
+        raise click.BadParameter("gallery image numbers are comma-separated integers") from None
+    vectors, model = _vectors_for([(Path(ar_dir), table.path.tolist())], reference, embeddings, flip, batch_size, quiet)
+    result = ar_identification(table, vectors, protocols)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
+    for name, probes in result.items():
+        lines.append(f"| {name} | {100 * probes['sunglasses']['rank1']:.2f} | {100 * probes['scarf']['rank1']:.2f} | "
+                     f"{probes['sunglasses']['people']} |")
+    table_md = "\n".join(lines)
+    (Path(out) / "ar.md").write_text(f"# AR identification: {model}\n\n{table_md}\n\nGalleries: {protocols}\n")
+    (Path(out) / "ar.json").write_text(json.dumps({"model": model, "galleries": protocols, "results": result}, indent=2))
+    click.echo(table_md)
+    click.echo(f"report: {Path(out) / 'ar.md'}")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,22 @@ def test_usage_errors(tmp_path):
     save_embeddings(tmp_path / "e.npz", ["a.jpg"], np.ones((1, 4)))
     lacking = runner.invoke(main, ["--embeddings", str(tmp_path / "e.npz"), "--bench", f"x={tmp_path}"])
     assert lacking.exit_code == 1 and "no embedding" in lacking.output
+
+
+def test_ar_subcommand_with_embeddings(tmp_path):
+    rng = np.random.default_rng(0)
+    people = {f"{s}-{n:03d}": rng.normal(size=8) for s in "mw" for n in (1, 2, 3)}
+    names, vectors = [], []
+    for person, base in people.items():
+        for image in range(1, 27):
+            name = f"{person}-{image:02d}.bmp"
+            (tmp_path / name).write_bytes(b"")
+            names.append(name)
+            vectors.append(base + rng.normal(scale=0.01, size=8))
+    save_embeddings(tmp_path / "ar.npz", names, np.stack(vectors))
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(main, ["ar", "--ar-dir", str(tmp_path), "--embeddings", str(tmp_path / "ar.npz"),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "ar.json").read_text())["results"]
+    assert stored["1"]["sunglasses"]["rank1"] == 1.0 and stored["2"]["scarf"]["probes"] == 36
