@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from alob_train.verification import TAR_CONVENTIONS
 
@@ -145,6 +146,40 @@ def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_
     (Path(out) / "ar.json").write_text(json.dumps({"model": model, "galleries": protocols, "results": result}, indent=2))
     click.echo(table_md)
     click.echo(f"report: {Path(out) / 'ar.md'}")
+
+
+@main.command("tsne")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Identity folders of aligned images (an aligned LFW, or an occgen dataset's images/).")
+@click.option("--reference", "references", type=click.Choice(["facenet", "dlib"]), multiple=True,
+              help="A reference model; repeat for one panel each.")
+@click.option("--embeddings", "embedding_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="An embeddings file; repeat for one panel each.")
+@click.option("--identities", type=click.IntRange(2, 10), default=5, show_default=True)
+@click.option("--per-identity", type=click.IntRange(2, None), default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the identities and seeds t-SNE.")
+@click.option("--out", type=click.Path(dir_okay=False), default="tsne.png", show_default=True)
+def tsne_command(images, references, embedding_files, identities, per_identity, seed, out) -> None:
+    """t-SNE of a few identities x many images: one panel per model, points coloured by identity."""
+    from alob_train.tsne import pick_identities, plot_panels, tsne_2d
+
+    if not references and not embedding_files:
+        raise click.UsageError("give at least one --reference or --embeddings")
+    try:
+        chosen = pick_identities(images, identities, per_identity, np.random.default_rng(seed))
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    paths = [p for group in chosen.values() for p in group]
+    labels = [name for name, group in chosen.items() for _ in group]
+    panels = {}
+    for reference in references:
+        vectors, model = _vectors_for([(Path(images), paths)], reference, None, False, 64, True)
+        panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
+    for file in embedding_files:
+        vectors, model = _vectors_for([(Path(images), paths)], None, file, False, 64, True)
+        panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
+    plot_panels(out, panels, labels)
+    click.echo(f"t-SNE of {identities} identities x {per_identity} images, {len(panels)} panel(s): {out}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,37 @@ def test_ar_subcommand_with_embeddings(tmp_path):
     assert result.exit_code == 0, result.output
     stored = json.loads((out / "ar.json").read_text())["results"]
     assert stored["1"]["sunglasses"]["rank1"] == 1.0 and stored["2"]["scarf"]["probes"] == 36
+
+
+def test_tsne_subcommand(tmp_path):
+    rng = np.random.default_rng(1)
+    names, vectors = [], []
+    for person in range(6):
+        (tmp_path / "imgs" / f"p{person}").mkdir(parents=True)
+        base = rng.normal(size=16)
+        for k in range(20 if person != 5 else 3):  # p5 has too few images to be chosen
+            rel = f"p{person}/{k:02d}.jpg"
+            (tmp_path / "imgs" / rel).write_bytes(b"")
+            names.append(rel)
+            vectors.append(base + rng.normal(scale=0.1, size=16))
+    save_embeddings(tmp_path / "e.npz", names, np.stack(vectors))
+    out = tmp_path / "tsne.png"
+    result = CliRunner().invoke(main, ["tsne", "--images", str(tmp_path / "imgs"), "--embeddings", str(tmp_path / "e.npz"),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    from alob_train.tsne import pick_identities
+
+    chosen = pick_identities(tmp_path / "imgs", 5, 20, np.random.default_rng(0))
+    assert sorted(chosen) == ["p0", "p1", "p2", "p3", "p4"] and all(len(v) == 20 for v in chosen.values())
+
+
+def test_tsne_keeps_identities_apart():
+    from sklearn.metrics import silhouette_score
+
+    from alob_train.tsne import tsne_2d
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(5), 20)
+    vectors = rng.normal(size=(5, 32))[labels] + rng.normal(scale=0.2, size=(100, 32))
+    assert silhouette_score(tsne_2d(vectors), labels) > 0.5
