@@ -1,0 +1,1 @@
+"""ALOB model, training engine and evaluation."""

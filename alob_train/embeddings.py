@@ -1,0 +1,55 @@
+"""The embeddings file that lets any model be measured with our protocol.
+
+Format: a NumPy ``.npz`` with two arrays, ``paths`` (N strings) and ``embeddings`` (N × D
+floats), one vector per image. A path may be absolute or relative to the benchmark folder it
+belongs to; :func:`embeddings_for` accepts either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def save_embeddings(path: str | Path, paths: list[str], vectors: np.ndarray) -> None:
+    """Write an embeddings file (``.npz``) atomically."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(paths):
+        raise ValueError("need one row of embeddings per path")
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent or ".")
+    with os.fdopen(fd, "wb") as handle:
+        np.savez(handle, paths=np.asarray(paths, dtype=str), embeddings=vectors)
+    os.replace(tmp, path)
+
+
+def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """Read an embeddings file into ``{path: vector}``."""
+    with np.load(path, allow_pickle=False) as data:
+        if "paths" not in data or "embeddings" not in data:
+            raise ValueError(f"{path}: an embeddings file needs arrays 'paths' and 'embeddings'")
+        return dict(zip(data["paths"].tolist(), data["embeddings"]))
+
+
+def embeddings_for(table: dict[str, np.ndarray], paths: list[str], root: str | Path) -> np.ndarray:
+    """Vectors of ``paths`` (absolute) looked up by absolute path or path relative to ``root``."""
+    root = Path(root)
+    rows, missing = [], []
+    for p in paths:
+        vector = table.get(p)
+        if vector is None:
+            try:
+                vector = table.get(Path(p).relative_to(root).as_posix())
+            except ValueError:
+                vector = None
+        if vector is None:
+            missing.append(p)
+        else:
+            rows.append(vector)
+    if missing:
+        raise KeyError(f"{len(missing)} images have no embedding, e.g. {missing[0]}")
+    return np.stack(rows)

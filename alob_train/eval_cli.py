@@ -1,0 +1,186 @@
+"""``alob-eval``: pair verification of a model on several benchmarks, with a report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from alob_train.verification import TAR_CONVENTIONS
+
+
+def _parse_bench(spec: str):
+    from alob_train.evaluate import Benchmark
+    from alob_train.pairs import PairsError, read_pairs
+
+    name, sep, where = spec.partition("=")
+    if not sep or not name or not where:
+        raise click.BadParameter(f"{spec!r}: expected NAME=DIR (with pairs.csv) or NAME=ALIGNED_DIR@pairs.txt")
+    folder, _, pairs_txt = where.partition("@")
+    try:
+        table = read_pairs(pairs_txt or folder, folder if pairs_txt else None)
+    except (PairsError, OSError) as err:
+        raise click.BadParameter(f"{name}: {err}") from None
+    return Benchmark(name, table, Path(folder))
+
+
+def _model_options(func):
+    """Options that choose the model being measured (shared by every alob-eval command)."""
+    func = click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="Measure precomputed embeddings: an .npz with 'paths' and 'embeddings' (one vector per "
+                             "image; paths absolute or relative to the benchmark folder).")(func)
+    func = click.option("--reference", type=click.Choice(["facenet", "dlib"]), default=None,
+                        help="Measure a published reference model (optional [reference] extra).")(func)
+    return func
+
+
+def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], reference, embeddings, flip, batch_size, quiet):
+    """Embeddings of every path: looked up in --embeddings, or computed by --reference."""
+    from alob_train.embeddings import embeddings_for, load_embeddings
+    from alob_train.evaluate import embed_paths
+    from alob_train.reference_models import ModelUnavailable, reference_embedder
+
+    if (reference is None) == (embeddings is None):
+        raise click.UsageError("give exactly one model: --reference NAME or --embeddings FILE")
+    if embeddings:
+        table = load_embeddings(embeddings)
+        vectors = {}
+        try:
+            for root, paths in paths_by_root:
+                vectors.update(zip(paths, embeddings_for(table, paths, root)))
+        except KeyError as err:
+            raise click.ClickException(str(err.args[0])) from None
+        return vectors, f"embeddings {embeddings}"
+    missing = [p for _, paths in paths_by_root for p in paths if not Path(p).is_file()]
+    if missing:
+        raise click.ClickException(f"{len(missing)} images are missing, e.g. {missing[0]}")
+    try:
+        embed = reference_embedder(reference)
+    except ModelUnavailable as err:
+        raise click.ClickException(str(err)) from None
+    paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
+    return embed_paths(embed, paths, batch_size, flip, progress=not quiet), f"reference {reference}"
+
+
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--bench", "benches", multiple=True, metavar="NAME=DIR[@pairs.txt]",
+              help="A benchmark: a folder dataset with pairs.csv (from occgen), or an aligned folder and a "
+                   "standard pairs.txt (LFW: .jpg; MFR2: .png, detected). Repeat for several scenarios.")
+@_model_options
+@click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True,
+              help="False accept rates at which TAR is reported.")
+@click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
+              help="roc: one ROC over all pairs (sklearn); order: FROM's order statistic; fold: insightface's "
+                   "per-fold interpolation.")
+@click.option("--flip", is_flag=True, help="Flip-test fusion: embedding = f(image) + f(mirrored image).")
+@click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True,
+              help="Folder for results.json, results.md and roc.png.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def main(ctx, benches, reference, embeddings, fars, tar_convention, flip, batch_size, out, quiet) -> None:
+    """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
+
+    Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
+    results.md (the paper's table layout) and roc.png. Example (a reference model on LFW and
+    LFW-OCC-3.0):
+
+      alob-eval --reference facenet --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
+
+    Sub-commands: `ar` (AR identification protocols).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not benches:
+        raise click.UsageError("give at least one --bench NAME=DIR[@pairs.txt]")
+    from alob_train.evaluate import evaluate_benchmarks
+    from alob_train.report import write_report
+
+    benchmarks = [_parse_bench(spec) for spec in benches]
+    start = time.perf_counter()
+    groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
+    vectors, model = _vectors_for(groups, reference, embeddings, flip, batch_size, quiet)
+    results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
+    meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
+            "benchmarks": {b.name: str(b.root) for b in benchmarks}}
+    write_report(out, results, curves, meta, tuple(fars))
+    click.echo((Path(out) / "results.md").read_text())
+    click.echo(f"report: {Path(out) / 'results.md'} ({meta['seconds']} s)")
+
+
+@main.command("ar")
+@click.option("--ar-dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Aligned AR images named like m-001-01.bmp (sex, person, image 1-26).")
+@_model_options
+@click.option("--gallery-1", default="1,2,3,14,15,16", show_default=True, help="Protocol 1 gallery image numbers.")
+@click.option("--gallery-2", default="1", show_default=True, help="Protocol 2 gallery image numbers.")
+@click.option("--flip", is_flag=True, help="Flip-test fusion.")
+@click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="report-ar", show_default=True)
+@click.option("--quiet", is_flag=True)
+def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_size, out, quiet) -> None:
+    """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
+    from alob_train.identification import ar_identification, scan_ar
+
+    table = scan_ar(ar_dir)
+    if table.empty:
+        raise click.ClickException(f"no AR-named images (m-001-01.bmp ...) under {ar_dir}")
+    try:
+        protocols = {"1": tuple(int(v) for v in gallery_1.split(",")), "2": tuple(int(v) for v in gallery_2.split(","))}
+    except ValueError:
+        raise click.BadParameter("gallery image numbers are comma-separated integers") from None
+    vectors, model = _vectors_for([(Path(ar_dir), table.path.tolist())], reference, embeddings, flip, batch_size, quiet)
+    result = ar_identification(table, vectors, protocols)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
+    for name, probes in result.items():
+        lines.append(f"| {name} | {100 * probes['sunglasses']['rank1']:.2f} | {100 * probes['scarf']['rank1']:.2f} | "
+                     f"{probes['sunglasses']['people']} |")
+    table_md = "\n".join(lines)
+    (Path(out) / "ar.md").write_text(f"# AR identification: {model}\n\n{table_md}\n\nGalleries: {protocols}\n")
+    (Path(out) / "ar.json").write_text(json.dumps({"model": model, "galleries": protocols, "results": result}, indent=2))
+    click.echo(table_md)
+    click.echo(f"report: {Path(out) / 'ar.md'}")
+
+
+@main.command("tsne")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Identity folders of aligned images (an aligned LFW, or an occgen dataset's images/).")
+@click.option("--reference", "references", type=click.Choice(["facenet", "dlib"]), multiple=True,
+              help="A reference model; repeat for one panel each.")
+@click.option("--embeddings", "embedding_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="An embeddings file; repeat for one panel each.")
+@click.option("--identities", type=click.IntRange(2, 10), default=5, show_default=True)
+@click.option("--per-identity", type=click.IntRange(2, None), default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the identities and seeds t-SNE.")
+@click.option("--out", type=click.Path(dir_okay=False), default="tsne.png", show_default=True)
+def tsne_command(images, references, embedding_files, identities, per_identity, seed, out) -> None:
+    """t-SNE of a few identities x many images: one panel per model, points coloured by identity."""
+    from alob_train.tsne import pick_identities, plot_panels, tsne_2d
+
+    if not references and not embedding_files:
+        raise click.UsageError("give at least one --reference or --embeddings")
+    try:
+        chosen = pick_identities(images, identities, per_identity, np.random.default_rng(seed))
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    paths = [p for group in chosen.values() for p in group]
+    labels = [name for name, group in chosen.items() for _ in group]
+    panels = {}
+    for reference in references:
+        vectors, model = _vectors_for([(Path(images), paths)], reference, None, False, 64, True)
+        panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
+    for file in embedding_files:
+        vectors, model = _vectors_for([(Path(images), paths)], None, file, False, 64, True)
+        panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
+    plot_panels(out, panels, labels)
+    click.echo(f"t-SNE of {identities} identities x {per_identity} images, {len(panels)} panel(s): {out}")
+
+
+if __name__ == "__main__":
+    main()

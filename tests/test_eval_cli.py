@@ -1,0 +1,107 @@
+"""alob-eval end to end with precomputed embeddings on the real LFW pair list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from alob_train.embeddings import save_embeddings
+from alob_train.eval_cli import main
+from alob_train.pairs import read_pairs
+
+
+def _lfw_embeddings(lfw_pairs: Path, lfw_dir: Path, tmp_path: Path, per_identity: bool) -> Path:
+    table = read_pairs(lfw_pairs, lfw_dir)
+    paths = sorted(set(table.path1) | set(table.path2))
+    rng = np.random.default_rng(0)
+    if per_identity:  # every image of a person gets that person's vector
+        identities = {Path(p).parent.name for p in paths}
+        by_id = {name: rng.normal(size=64) for name in sorted(identities)}
+        vectors = np.stack([by_id[Path(p).parent.name] for p in paths])
+    else:  # an untrained model: nothing shared between images
+        vectors = rng.normal(size=(len(paths), 64))
+    rel = [str(Path(p).relative_to(lfw_dir)) for p in paths]
+    out = tmp_path / ("ideal.npz" if per_identity else "random.npz")
+    save_embeddings(out, rel, vectors)
+    return out
+
+
+def test_identity_embeddings_score_100_and_random_ones_50(lfw_pairs, lfw_dir, tmp_path):
+    bench = f"lfw={lfw_dir}@{lfw_pairs}"
+    for per_identity, low, high in ((True, 1.0, 1.0), (False, 0.46, 0.54)):
+        emb = _lfw_embeddings(lfw_pairs, lfw_dir, tmp_path, per_identity)
+        out = tmp_path / f"report-{per_identity}"
+        result = CliRunner().invoke(main, ["--embeddings", str(emb), "--bench", bench, "--out", str(out), "--quiet"])
+        assert result.exit_code == 0, result.output
+        stored = json.loads((out / "results.json").read_text())["results"]["lfw"]
+        assert stored["pairs"] == 6000 and stored["folds"] == 10
+        assert low <= stored["accuracy"] <= high
+        assert (out / "roc.png").is_file() and "| lfw | 6000 |" in (out / "results.md").read_text()
+
+
+def test_usage_errors(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["--embeddings", __file__, "--bench", f"x={tmp_path}"])
+    assert missing.exit_code == 2 and "no pair list" in missing.output
+    both = runner.invoke(main, ["--bench", "x=y"])
+    assert both.exit_code == 2
+    (tmp_path / "pairs.csv").write_text("path1,path2,same,fold\na.jpg,b.jpg,1,0\n")
+    save_embeddings(tmp_path / "e.npz", ["a.jpg"], np.ones((1, 4)))
+    lacking = runner.invoke(main, ["--embeddings", str(tmp_path / "e.npz"), "--bench", f"x={tmp_path}"])
+    assert lacking.exit_code == 1 and "no embedding" in lacking.output
+
+
+def test_ar_subcommand_with_embeddings(tmp_path):
+    rng = np.random.default_rng(0)
+    people = {f"{s}-{n:03d}": rng.normal(size=8) for s in "mw" for n in (1, 2, 3)}
+    names, vectors = [], []
+    for person, base in people.items():
+        for image in range(1, 27):
+            name = f"{person}-{image:02d}.bmp"
+            (tmp_path / name).write_bytes(b"")
+            names.append(name)
+            vectors.append(base + rng.normal(scale=0.01, size=8))
+    save_embeddings(tmp_path / "ar.npz", names, np.stack(vectors))
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(main, ["ar", "--ar-dir", str(tmp_path), "--embeddings", str(tmp_path / "ar.npz"),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "ar.json").read_text())["results"]
+    assert stored["1"]["sunglasses"]["rank1"] == 1.0 and stored["2"]["scarf"]["probes"] == 36
+
+
+def test_tsne_subcommand(tmp_path):
+    rng = np.random.default_rng(1)
+    names, vectors = [], []
+    for person in range(6):
+        (tmp_path / "imgs" / f"p{person}").mkdir(parents=True)
+        base = rng.normal(size=16)
+        for k in range(20 if person != 5 else 3):  # p5 has too few images to be chosen
+            rel = f"p{person}/{k:02d}.jpg"
+            (tmp_path / "imgs" / rel).write_bytes(b"")
+            names.append(rel)
+            vectors.append(base + rng.normal(scale=0.1, size=16))
+    save_embeddings(tmp_path / "e.npz", names, np.stack(vectors))
+    out = tmp_path / "tsne.png"
+    result = CliRunner().invoke(main, ["tsne", "--images", str(tmp_path / "imgs"), "--embeddings", str(tmp_path / "e.npz"),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    from alob_train.tsne import pick_identities
+
+    chosen = pick_identities(tmp_path / "imgs", 5, 20, np.random.default_rng(0))
+    assert sorted(chosen) == ["p0", "p1", "p2", "p3", "p4"] and all(len(v) == 20 for v in chosen.values())
+
+
+def test_tsne_keeps_identities_apart():
+    from sklearn.metrics import silhouette_score
+
+    from alob_train.tsne import tsne_2d
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(5), 20)
+    vectors = rng.normal(size=(5, 32))[labels] + rng.normal(scale=0.2, size=(100, 32))
+    assert silhouette_score(tsne_2d(vectors), labels) > 0.5
