@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from alob_train.verification import contiguous_folds
@@ -39,38 +38,27 @@ def read_pairs_csv(dataset_dir: str | Path) -> pd.DataFrame:
     return table[["path1", "path2", "same", "fold"]]
 
 
-def read_pairs_txt(pairs_txt: str | Path, image_root: str | Path, ext: str = ".jpg", n_folds: int = 10) -> pd.DataFrame:
-    """LFW-style ``pairs.txt`` (with or without the ``folds n`` header) under ``image_root``."""
-    pairs_txt, image_root = Path(pairs_txt), Path(image_root)
-    lines = [(i, line.split()) for i, line in enumerate(pairs_txt.read_text().splitlines(), 1) if line.strip()]
-    per_fold = None
-    if lines and len(lines[0][1]) == 2 and all(t.isdigit() for t in lines[0][1]):
-        n_folds, half = (int(t) for t in lines[0][1])
-        per_fold = 2 * half
-        lines = lines[1:]
-    rows = []
-    for number, words in lines:
-        try:
-            if len(words) == 3:
-                name1, n1, name2, n2 = words[0], int(words[1]), words[0], int(words[2])
-            elif len(words) == 4:
-                name1, n1, name2, n2 = words[0], int(words[1]), words[2], int(words[3])
-            else:
-                raise ValueError
-        except ValueError:
-            raise PairsError(f"{pairs_txt}:{number}: expected 'name n1 n2' or 'name1 n1 name2 n2'") from None
-        rows.append((
-            str(image_root / name1 / f"{name1}_{n1:04d}{ext}"),
-            str(image_root / name2 / f"{name2}_{n2:04d}{ext}"),
-            len(words) == 3,
-        ))
-    table = pd.DataFrame(rows, columns=["path1", "path2", "same"])
-    if per_fold is not None:
-        if len(table) != n_folds * per_fold:
-            raise PairsError(f"{pairs_txt}: header promises {n_folds} folds of {per_fold} pairs, found {len(table)} pairs")
-        table["fold"] = np.arange(len(table)) // per_fold
-    else:
-        table["fold"] = contiguous_folds(len(table), n_folds)
+def read_pairs_txt(pairs_txt: str | Path, image_root: str | Path, ext: str = ".jpg") -> pd.DataFrame:
+    """LFW-style ``pairs.txt`` (with or without the ``folds n`` header) under ``image_root``,
+    parsed by occgen's reader (the one parser of this format in the project)."""
+    from occgen.library import OccgenError
+    from occgen.pairs import read_pairs as parse
+
+    try:
+        parsed = parse(pairs_txt)
+    except OccgenError as err:
+        raise PairsError(str(err)) from None
+    if parsed.malformed:
+        bad = parsed.malformed[0]
+        raise PairsError(f"{pairs_txt}:{bad['line']}: {bad['reason']} ('{bad['text']}')")
+    image_root = Path(image_root)
+    table = pd.DataFrame(
+        [(str(image_root / f"{p.stem1}{ext}"), str(image_root / f"{p.stem2}{ext}"), p.same, p.fold) for p in parsed.pairs],
+        columns=["path1", "path2", "same", "fold"],
+    )
+    if parsed.per_fold and len(table) != parsed.folds * 2 * parsed.per_fold:
+        raise PairsError(f"{pairs_txt}: header promises {parsed.folds} folds of {2 * parsed.per_fold} pairs, "
+                         f"found {len(table)} pairs")
     return table
 
 

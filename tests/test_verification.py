@@ -111,3 +111,13 @@ def test_pairs_formats(tmp_path):
     (tmp_path / "bad.txt").write_text("10 300\nAnn x 2\n")
     with pytest.raises(PairsError, match="bad.txt:2"):
         read_pairs(tmp_path / "bad.txt", tmp_path)
+
+
+def test_headerless_pair_list_folds_match_kfold(tmp_path):
+    """MFR2-style lists (no header) are cut like sklearn's KFold: the first len % 10 folds longer."""
+    from alob_train.pairs import read_pairs
+
+    lines = [f"P{i} 1 2" if i % 2 else f"P{i} 1 Q{i} 2" for i in range(848)]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    table = read_pairs(tmp_path / "pairs.txt", tmp_path, fmt="mfr2")
+    np.testing.assert_array_equal(table.fold.to_numpy(), contiguous_folds(848))
