@@ -1,0 +1,14 @@
+"""ALOB model and training engine (the ``alob-train`` command).
+
+Public API::
+
+    from alob_train import ALOB, build_backbone, VARIANTS, BACKBONES
+    from alob_train.engine import TrainConfig, train
+"""
+
+from alob_train.backbones import BACKBONES, build_backbone
+from alob_train.model import ALOB, VARIANTS
+
+__version__ = "0.1.0"
+
+__all__ = ["ALOB", "BACKBONES", "VARIANTS", "build_backbone"]
