@@ -103,7 +103,7 @@ class SampleTransform:
         occ = self.occlusion
         if occ is not None and rng.random() >= occ.clean / (occ.clean + occ.occluded):
             image = _occlude(image, rng, float(rng.choice(occ.scales)))
-        img = self._fit(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+        img = self._fit(torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1))
         if self.augment is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**62)))
