@@ -103,7 +103,9 @@ class SampleTransform:
         occ = self.occlusion
         if occ is not None and rng.random() >= occ.clean / (occ.clean + occ.occluded):
             image = _occlude(image, rng, float(rng.choice(occ.scales)))
-        img = self._fit(torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1))
+        if not (image.flags.writeable and image.flags.c_contiguous):
+            image = np.array(image)
+        img = self._fit(torch.from_numpy(image).permute(2, 0, 1))
         if self.augment is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**62)))
@@ -114,7 +116,7 @@ class SampleTransform:
 def read_rgb(path: str | Path) -> np.ndarray:
     """Decode an image file to a uint8 HWC RGB array."""
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.array(im.convert("RGB"))
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""The engine and the command: exact resumption, NaN stop, schedules, outputs, CLI behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from alob_train.checkpoint import load_checkpoint
+from alob_train.cli import main
+from alob_train.engine import TrainConfig, TrainingDiverged, lr_factor, train
+from alob_train.model import ALOB
+from train_fixtures import write_folders, write_pairs, write_shards
+
+
+def _config(data, out, **kw) -> TrainConfig:
+    base = dict(backbone="lightcnn9", variant="alob", batch_size=4, epochs=2, workers=0, lr_trimmer=0.01,
+                lr_identifier=0.001, dropout=0.2, log_every=1, tensorboard=False, progress=False, threads=2)
+    base.update(kw)
+    return TrainConfig(data=str(data), out=str(out), **base)
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize("kind", ["folder", "shards"])
+def test_resume_k_plus_k_equals_2k_steps(tmp_path, kind):
+    data = (write_folders(tmp_path / "data", classes=3, per_class=4) if kind == "folder"
+            else write_shards(tmp_path / "data", classes=3, per_class=4, shards=2))
+    # 12 samples / batch 4 = 3 steps per epoch: the split at step 4 falls inside epoch 2
+    train(_config(data, tmp_path / "straight", max_steps=8, epochs=3))
+    train(_config(data, tmp_path / "split", max_steps=4, epochs=3))
+    assert _weights(tmp_path / "split")["step"] == 4
+    cfg = _config(data, tmp_path / "split", max_steps=8, epochs=3)
+    train(cfg, resume=True)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a["step"] == b["step"] == 8
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert torch.equal(a["optimizers"]["identifier"]["state"][0]["exp_avg"], b["optimizers"]["identifier"]["state"][0]["exp_avg"])
+    straight = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    split = pd.read_csv(tmp_path / "split" / "metrics.csv")
+    pd.testing.assert_frame_equal(straight.drop(columns="samples_per_s"), split.drop(columns="samples_per_s"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    data = write_folders(tmp_path / "data", classes=2, per_class=8)
+    forward = ALOB.forward
+    calls = {"n": 0}
+
+    def poisoned(self, x, labels):
+        calls["n"] += 1
+        out = forward(self, x, labels)
+        if calls["n"] == 3:
+            out["loss_f"] = out["loss_f"] * float("nan")
+        return out
+
+    monkeypatch.setattr(ALOB, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 3") as err:
+        train(_config(data, tmp_path / "run", save_every=1))
+    assert "last.pt" in str(err.value)
+    state = _weights(tmp_path / "run")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_lr_schedule_milestones_and_warmup():
+    assert lr_factor(0, 10, (10,), 0.1, 0.0) == 1.0
+    assert lr_factor(99, 10, (10,), 0.1, 0.0) == 1.0
+    assert lr_factor(100, 10, (10,), 0.1, 0.0) == pytest.approx(0.1)
+    assert lr_factor(165, 10, (10, 16), 0.1, 0.0) == pytest.approx(0.01)
+    assert lr_factor(4, 10, (10,), 0.1, 1.0) == pytest.approx(0.5)
+    assert lr_factor(10, 10, (10,), 0.1, 1.0) == 1.0
+
+
+def test_cli_help_explains_every_option():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--data", "--resume", "--preset", "--backbone", "--variant", "--max-steps", "--occlude",
+                   "--amp", "--val", "--grl-schedule", "--classifier", "--detach-fpp"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/nonexistent/data"], "data folder not found"),
+    (["--backbone", "vgg16", "--data", "x"], "Invalid value for '--backbone'"),
+    (["--resume", "--out", "/nonexistent/run"], "nothing to resume"),
+])
+def test_cli_bad_input_is_a_one_line_error(tmp_path, args, message):
+    result = CliRunner().invoke(main, args + ([] if "--out" in args else ["--out", str(tmp_path / "r")]))
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
+    data = write_shards(tmp_path / "data", classes=3, per_class=4)
+    val = write_pairs(tmp_path / "val", classes=3, per_class=4)
+    run = tmp_path / "run"
+    common = ["--out", str(run), "--workers", "0", "--quiet", "--threads", "2"]
+    result = CliRunner().invoke(main, ["--data", str(data), "--backbone", "lightcnn9", "--batch-size", "4",
+                                       "--epochs", "1", "--val", str(val), "--log-every", "1"] + common)
+    assert result.exit_code == 0, result.output
+    assert "trained 3 steps (1 epochs of 3)" in result.output
+    for name in ("run.json", "metrics.csv", "checkpoints/last.pt", "checkpoints/epoch_001.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["config"]["lr_identifier"] == 0.001 and meta["config"]["epochs"] == 1  # LightCNN-9 paper lr
+    state = load_checkpoint(run / "checkpoints" / "epoch_001.pt")
+    assert state["step"] == 3 and state["classes"] == ["id000", "id001", "id002"]
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["phase"]) == ["train"] * 3 + ["val"]
+
+    refused = CliRunner().invoke(main, ["--data", str(data)] + common)
+    assert refused.exit_code != 0 and "--resume" in refused.output
+    changed = CliRunner().invoke(main, ["--resume", "--backbone", "resnet18"] + common)
+    assert changed.exit_code != 0 and "cannot change --backbone" in changed.output
+
+    result = CliRunner().invoke(main, ["--resume", "--epochs", "2"] + common)
+    assert result.exit_code == 0, result.output
+    assert "trained 6 steps (2 epochs of 3)" in result.output
+    assert (run / "checkpoints" / "epoch_002.pt").is_file()
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["step"]) == [1, 2, 3, 3, 4, 5, 6, 6]
