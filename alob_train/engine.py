@@ -145,6 +145,19 @@ def lr_factor(step: int, steps_per_epoch: int, milestones: tuple[int, ...], gamm
     return factor
 
 
+def build_optimizers(model: ALOB, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """The paper's two optimisers: SGD (momentum, weight decay) for the Trimmer side and Adam for
+    the Identifier side (``baseline`` has only the latter)."""
+    groups = model.param_groups()
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    if groups["trimmer"]:
+        optimizers["trimmer"] = torch.optim.SGD(groups["trimmer"], lr=config.lr_trimmer, momentum=config.momentum,
+                                                weight_decay=config.weight_decay)
+    optimizers["identifier"] = torch.optim.Adam(groups["identifier"], lr=config.lr_identifier,
+                                                weight_decay=config.identifier_weight_decay)
+    return optimizers
+
+
 class _Metrics:
     """metrics.csv (rewritten atomically with pandas at each row) and TensorBoard, on rank 0."""
 
@@ -248,13 +261,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
     torch.manual_seed(config.seed)
     model = ALOB(info.num_classes, config.backbone, config.variant, input_size, config.dim, config.dropout,
                  config.classifier, config.detach_fpp, config.grl_coeff, config.scale, config.margin)
-    groups = model.param_groups()
-    optimizers: dict[str, torch.optim.Optimizer] = {}
-    if groups["trimmer"]:
-        optimizers["trimmer"] = torch.optim.SGD(groups["trimmer"], lr=config.lr_trimmer, momentum=config.momentum,
-                                                weight_decay=config.weight_decay)
-    optimizers["identifier"] = torch.optim.Adam(groups["identifier"], lr=config.lr_identifier,
-                                                weight_decay=config.identifier_weight_decay)
+    optimizers = build_optimizers(model, config)
     schedule = (steps_per_epoch, tuple(config.milestones), config.gamma, config.warmup_epochs)
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, *schedule))
                   for k, o in optimizers.items()}
