@@ -142,7 +142,7 @@ def main(ctx: click.Context, **opts) -> None:
         if not run_json.is_file():
             raise click.ClickException(f"nothing to resume: {run_json} not found")
         config = TrainConfig.from_json(json.loads(run_json.read_text())["config"])
-        changed = sorted(k for k in given - {"resume", "out", "quiet", "compile_"} if k not in RESUMABLE)
+        changed = sorted(k for k in given - {"resume", "out", "data", "quiet", "compile_"} if k not in RESUMABLE)
         if changed:
             raise click.ClickException(f"cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
                                        "when resuming; start a new run instead")
