@@ -192,8 +192,8 @@ def main(ctx: click.Context, **opts) -> None:
         return
     acc = summary["final_acc"]
     click.echo(
-        f"trained {summary['steps']} steps ({summary['epochs_completed']} epochs of {summary['steps_per_epoch']}) "
-        f"in {summary['seconds']:.1f} s, {summary['samples_per_s']:.1f} samples/s"
+        f"trained {summary['steps']} steps ({summary['epochs_completed']} epochs of {summary['steps_per_epoch']}); "
+        f"this session {summary['session_steps']} steps in {summary['seconds']:.1f} s, {summary['samples_per_s']:.1f} samples/s"
         + (f"; last loss {summary['final_loss']:.4f}, training accuracy {acc:.4f}" if acc is not None else "")
         + (f"; best val accuracy {summary['best_val_acc']:.4f}" if summary["best_val_acc"] is not None else "")
         + f"\ncheckpoint: {summary['checkpoint']}\nmetrics: {Path(config.out) / 'metrics.csv'}"

@@ -310,7 +310,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
             save_checkpoint(state, ckpt_dir / name)
 
     start = time.time()
-    samples_done = 0
+    first_step, samples_done = step, 0
     bar = tqdm(total=last_step, initial=step, unit="step", dynamic_ncols=True,
                disable=not (config.progress and d.main), file=sys.stderr)
     window = {"loss": 0.0, "loss_f": 0.0, "loss_m": 0.0, "correct": 0.0, "n": 0.0, "t": time.time()}
@@ -413,7 +413,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
             metrics.close()
     seconds = time.time() - start
     summary = {
-        "steps": step, "epochs_completed": step // steps_per_epoch, "steps_per_epoch": steps_per_epoch,
+        "steps": step, "session_steps": step - first_step, "epochs_completed": step // steps_per_epoch, "steps_per_epoch": steps_per_epoch,
         "seconds": seconds, "samples_per_s": samples_done / seconds if seconds > 0 else 0.0,
         "final_loss": last.get("loss"), "final_acc": last.get("acc"), "best_val_acc": best,
         "checkpoint": str(ckpt_dir / "last.pt"), "world_size": d.world,

@@ -122,7 +122,7 @@ def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
 
     result = CliRunner().invoke(main, ["--resume", "--epochs", "2"] + common)
     assert result.exit_code == 0, result.output
-    assert "trained 6 steps (2 epochs of 3)" in result.output
+    assert "trained 6 steps (2 epochs of 3); this session 3 steps" in result.output
     assert (run / "checkpoints" / "epoch_002.pt").is_file()
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["step"]) == [1, 2, 3, 3, 4, 5, 6, 6]
