@@ -126,3 +126,14 @@ def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
     assert (run / "checkpoints" / "epoch_002.pt").is_file()
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["step"]) == [1, 2, 3, 3, 4, 5, 6, 6]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_paths_train(tmp_path, amp):
+    data = write_folders(tmp_path / "data", classes=2, per_class=4)
+    summary = train(_config(data, tmp_path / "run", amp=amp, max_steps=2, grl_schedule="dann", epochs=2))
+    assert summary["steps"] == 2
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert metrics["loss"].notna().all() and (metrics["loss"] < 1e3).all()
+    # DANN ramp: C = 2/(1+exp(-10 p)) - 1 with p = step / total steps (4): 0 at the first step
+    assert metrics["grl_coeff"].tolist() == pytest.approx([0.0, 2 / (1 + 2.718281828459045 ** -2.5) - 1])
