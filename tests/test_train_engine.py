@@ -137,3 +137,27 @@ def test_mixed_precision_paths_train(tmp_path, amp):
     assert metrics["loss"].notna().all() and (metrics["loss"] < 1e3).all()
     # DANN ramp: C = 2/(1+exp(-10 p)) - 1 with p = step / total steps (4): 0 at the first step
     assert metrics["grl_coeff"].tolist() == pytest.approx([0.0, 2 / (1 + 2.718281828459045 ** -2.5) - 1])
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {"lr_trimmer": 0.01, "lr_identifier": 0.001, "epochs": 21, "batch_size": 128, "milestones": (10,)}),
+    (["--preset", "paper-exact"], {"lr_trimmer": 0.01, "lr_identifier": 0.01}),
+    (["--backbone", "lightcnn9", "--preset", "paper-exact"], {"lr_trimmer": 0.001, "lr_identifier": 0.001}),
+    (["--lr", "0.05", "--epochs", "3"], {"lr_trimmer": 0.05, "lr_identifier": 0.05, "epochs": 3}),
+    (["--lr-identifier", "0.0002", "--milestones", "4,8"], {"lr_identifier": 0.0002, "milestones": (4, 8)}),
+])
+def test_cli_presets_and_overrides(tmp_path, monkeypatch, args, expected):
+    seen = {}
+
+    def fake_train(config, resume, command):
+        seen["config"] = config
+        return {"world_size": 1, "steps": 0, "session_steps": 0, "epochs_completed": 0, "steps_per_epoch": 1,
+                "seconds": 0.0, "samples_per_s": 0.0, "final_acc": None, "final_loss": None, "best_val_acc": None,
+                "checkpoint": "x"}
+
+    monkeypatch.setattr("alob_train.engine.train", fake_train)
+    data = write_folders(tmp_path / "data", classes=2, per_class=1)
+    result = CliRunner().invoke(main, ["--data", str(data), "--out", str(tmp_path / "run")] + args)
+    assert result.exit_code == 0, result.output
+    for key, value in expected.items():
+        assert getattr(seen["config"], key) == value, key
