@@ -17,7 +17,7 @@ from alob_train.model import VARIANTS
 # 0.01 for ResNet18 (and its face-style siblings) and 0.001 for LightCNN-9. "paper-exact" uses it
 # on both optimisers. "paper" (the default) differs in one value: Adam (the Identifier side) starts
 # at 0.001 for the ResNets too, because Adam at 0.01 barely learned in our measurement
-# (docs/BENCHMARKS.md, "alob-train": 7 % vs 29 % training accuracy after 150 steps on 62 LFW
+# (docs/BENCHMARKS.md, "alob-train": 7 % vs 27 % training accuracy over steps 121-150 on 62 LFW
 # identities).
 _LR = {"resnet18": 0.01, "iresnet18": 0.01, "iresnet50": 0.01, "lightcnn9": 0.001}
 _SCHEDULE = {"epochs": 21, "batch_size": 128, "milestones": (10,), "gamma": 0.1, "warmup_epochs": 0.0}
