@@ -43,7 +43,8 @@ class DataError(Exception):
 @dataclass(frozen=True)
 class Occlusion:
     """On-the-fly occlusion through ``occgen.occlude``: a sample stays clean with probability
-    ``clean / (clean + occluded)``, else gets one occluder at a factor drawn from ``scales``."""
+    ``clean / (clean + occluded)``, else gets one occluder at a factor occgen draws from ``scales``
+    (FROM's training recipe: 1:2 and 1:0.5:5)."""
 
     clean: int = 1
     occluded: int = 2
@@ -64,13 +65,14 @@ class Occlusion:
         return Occlusion(clean, occluded, scales)
 
 
-def _occlude(image: np.ndarray, rng: np.random.Generator, factor: float) -> np.ndarray:
-    """Call ``occgen.occlude`` (imported here so that training without occlusion needs no occgen)."""
+def _occlude(image: np.ndarray, rng: np.random.Generator, scales: tuple[float, ...]) -> np.ndarray:
+    """One occluder at a factor drawn from ``scales``, by ``occgen.occlude`` (imported here, so
+    that training without occlusion needs no occgen)."""
     try:
-        from occgen import occlude
+        from occgen import OcclusionConfig, occlude
     except ImportError as err:
         raise DataError(f"on-the-fly occlusion needs the occgen package ({err})") from None
-    occluded, _mask, _info = occlude(image, rng, factor=factor)
+    occluded, _mask, _info = occlude(image, rng, config=OcclusionConfig(scale_set=scales))
     return occluded
 
 
@@ -102,7 +104,7 @@ class SampleTransform:
         rng = np.random.default_rng(seed)
         occ = self.occlusion
         if occ is not None and rng.random() >= occ.clean / (occ.clean + occ.occluded):
-            image = _occlude(image, rng, float(rng.choice(occ.scales)))
+            image = _occlude(image, rng, occ.scales)
         if not (image.flags.writeable and image.flags.c_contiguous):
             image = np.array(image)
         img = self._fit(torch.from_numpy(image).permute(2, 0, 1))
