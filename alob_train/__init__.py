@@ -4,6 +4,7 @@ Public API::
 
     from alob_train import ALOB, build_backbone, VARIANTS, BACKBONES
     from alob_train.engine import TrainConfig, train
+    from alob_train.checkpoint import load_model     # a trained model from a run folder
 """
 
 from alob_train.backbones import BACKBONES, build_backbone

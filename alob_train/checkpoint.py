@@ -48,3 +48,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_model(run_or_file: str | Path, which: str = "last", map_location: str | torch.device = "cpu"):
+    """Rebuild a trained :class:`~alob_train.model.ALOB` in eval mode from a run folder
+    (``checkpoints/<which>.pt``: ``last``, ``best`` or ``epoch_NNN``) or a checkpoint file.
+
+    Returns ``(model, config)``, ``config`` being the run's settings (backbone, variant,
+    input_size ...), so that an evaluation feeds images of the size the model was trained on.
+    """
+    from alob_train.model import ALOB
+
+    path = Path(run_or_file)
+    if path.is_dir():
+        path = path / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = load_checkpoint(path, map_location)
+    cfg = state["config"]
+    model = ALOB(len(state["classes"]), cfg["backbone"], cfg["variant"], tuple(cfg["input_size"]), cfg["dim"],
+                 cfg["dropout"], cfg["classifier"], cfg["detach_fpp"], cfg["grl_coeff"], cfg["scale"], cfg["margin"])
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg

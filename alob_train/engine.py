@@ -393,9 +393,9 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
                 done_epoch = step // steps_per_epoch
                 names = ["last.pt", f"epoch_{done_epoch:03d}.pt"]
                 if config.val and d.main:
-                    from alob_train.verification import verify_folder
+                    from alob_train.validation import validate_folder
 
-                    result = verify_folder(model, config.val, input_size, device, config.val_batch_size,
+                    result = validate_folder(model, config.val, input_size, device, config.val_batch_size,
                                            config.channels_last)
                     metrics.add({"epoch": done_epoch, "step": step, "phase": "val", **result})
                     if best is None or result["val_acc"] > best:

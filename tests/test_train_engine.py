@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
 
-from alob_train.checkpoint import load_checkpoint
+from alob_train.checkpoint import load_checkpoint, load_model
 from alob_train.cli import main
 from alob_train.engine import TrainConfig, TrainingDiverged, lr_factor, train
+from alob_train.validation import fold_accuracy
 from alob_train.model import ALOB
 from train_fixtures import write_folders, write_pairs, write_shards
 
@@ -114,6 +116,10 @@ def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
     assert state["step"] == 3 and state["classes"] == ["id000", "id001", "id002"]
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["phase"]) == ["train"] * 3 + ["val"]
+    model, cfg = load_model(run, "epoch_001")
+    assert cfg["backbone"] == "lightcnn9" and tuple(cfg["input_size"]) == (40, 32)
+    assert torch.equal(model.state_dict()["classifier.weight"], state["model"]["classifier.weight"])
+    assert model.embed(torch.zeros(2, 3, 40, 32)).shape == (2, 512)
 
     refused = CliRunner().invoke(main, ["--data", str(data)] + common)
     assert refused.exit_code != 0 and "--resume" in refused.output
@@ -161,3 +167,14 @@ def test_cli_presets_and_overrides(tmp_path, monkeypatch, args, expected):
     assert result.exit_code == 0, result.output
     for key, value in expected.items():
         assert getattr(seen["config"], key) == value, key
+
+
+def test_validation_fold_accuracy():
+    same = np.array([1, 0] * 50, bool)
+    folds = np.arange(100) * 10 // 100
+    assert fold_accuracy(np.where(same, 0.9, 0.1), same, folds) == (1.0, 0.0)
+    # one genuine pair scored like impostors in fold 0: that fold loses exactly one pair of 10
+    scores = np.where(same, 0.9, 0.1)
+    scores[0] = 0.1
+    mean, _ = fold_accuracy(scores, same, folds)
+    assert mean == pytest.approx(1 - 0.1 / 10)

@@ -1,6 +1,10 @@
-"""Minimal pair verification for ``--val``: cosine similarity, 10 folds, best threshold on 9 folds
-applied to the 10th, accuracy mean ± std. The evaluation package (``alob-eval``) owns the full
-protocol; the engine calls only :func:`verify_folder`, so one function is replaced later."""
+"""``--val``: pair-verification accuracy of the model being trained, after every epoch.
+
+Embeds every image of a folder dataset's ``pairs.csv`` with ``model.embed`` and scores cosine
+similarity over 10 folds (threshold chosen on 9, applied to the 10th). The fold metric here is
+a minimal stand-in: the evaluation package owns the protocol (``alob_train.verification`` on
+main, from issue 6), and :func:`fold_accuracy` is the one function to replace by it.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def fold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> tu
 
 
 @torch.no_grad()
-def verify_folder(model, root: str | Path, input_size: tuple[int, int], device: torch.device,
+def validate_folder(model, root: str | Path, input_size: tuple[int, int], device: torch.device,
                   batch_size: int = 64, channels_last: bool = False) -> dict[str, float]:
     """Embed every image of a folder dataset's ``pairs.csv`` and score its pairs."""
     root = Path(root)
