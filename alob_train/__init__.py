@@ -1,1 +1,15 @@
-"""ALOB model, training engine and evaluation."""
+"""ALOB model, training engine (``alob-train``) and evaluation (``alob-eval``).
+
+Public API::
+
+    from alob_train import ALOB, build_backbone, VARIANTS, BACKBONES
+    from alob_train.engine import TrainConfig, train
+    from alob_train.checkpoint import load_model     # a trained model from a run folder
+"""
+
+from alob_train.backbones import BACKBONES, build_backbone
+from alob_train.model import ALOB, VARIANTS
+
+__version__ = "0.1.0"
+
+__all__ = ["ALOB", "BACKBONES", "VARIANTS", "build_backbone"]

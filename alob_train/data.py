@@ -1,0 +1,309 @@
+"""Training data: WebDataset shards or identity folders -> (normalised image, label) batches.
+
+Two inputs are read (formats in DESIGN.md):
+
+- shards: ``DIR/shards/<split>-%06d.tar`` (``<key>.jpg|png``, ``<key>.json`` with ``label``) and
+  ``DIR/classes.csv`` (``label, identity, count``); streamed with ``webdataset``.
+- folders: ``DIR/<identity>/<image>`` or an occgen folder dataset ``DIR/images/<identity>/<image>``;
+  labels are the sorted identity names' indices.
+
+Every random choice for a sample (on-the-fly occlusion, flip, colour jitter) is drawn from a
+generator seeded by (seed, epoch, sample index or key), so a batch is the same whatever the
+number of workers or processes and whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+import webdataset as wds
+from PIL import Image
+from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
+from torchvision.transforms import v2
+
+from alob_train.constants import normalize
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DataError(Exception):
+    """Unusable training or validation data, reported to the user in one line."""
+
+
+@dataclass(frozen=True)
+class Occlusion:
+    """On-the-fly occlusion through ``occgen.occlude``: a sample stays clean with probability
+    ``clean / (clean + occluded)``, else gets one occluder at a factor occgen draws from ``scales``
+    (FROM's training recipe: 1:2 and 1:0.5:5)."""
+
+    clean: int = 1
+    occluded: int = 2
+    scales: tuple[float, ...] = tuple(np.arange(1.0, 5.01, 0.5).tolist())
+
+    @staticmethod
+    def parse(clean_ratio: str, scale_set: str) -> "Occlusion":
+        """From ``"1:2"`` (clean:occluded) and ``"1:0.5:5"`` (start:step:stop, inclusive)."""
+        try:
+            clean, occluded = (int(v) for v in clean_ratio.split(":"))
+            start, step, stop = (float(v) for v in scale_set.split(":"))
+        except ValueError:
+            raise DataError(f"bad occlusion setting: clean ratio {clean_ratio!r} (like 1:2), "
+                            f"scale set {scale_set!r} (like 1:0.5:5)") from None
+        if clean < 0 or occluded < 0 or clean + occluded == 0 or step <= 0 or stop < start or start <= 0:
+            raise DataError(f"bad occlusion setting: clean ratio {clean_ratio!r}, scale set {scale_set!r}")
+        scales = tuple(float(v) for v in np.arange(start, stop + step / 2, step).round(6))
+        return Occlusion(clean, occluded, scales)
+
+
+def _occlude(image: np.ndarray, rng: np.random.Generator, scales: tuple[float, ...]) -> np.ndarray:
+    """One occluder at a factor drawn from ``scales``, by ``occgen.occlude`` (imported here, so
+    that training without occlusion needs no occgen)."""
+    try:
+        from occgen import OcclusionConfig, occlude
+    except ImportError as err:
+        raise DataError(f"on-the-fly occlusion needs the occgen package ({err})") from None
+    occluded, _mask, _info = occlude(image, rng, config=OcclusionConfig(scale_set=scales))
+    return occluded
+
+
+class SampleTransform:
+    """uint8 HWC RGB array + seed -> float32 CHW tensor in [-1, 1]: optional occlusion, fit to
+    the input size, optional flip and colour jitter (torchvision v2), normalisation."""
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        augment: bool = True,
+        jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05),
+        occlusion: Occlusion | None = None,
+    ) -> None:
+        self.input_size = tuple(input_size)
+        self.occlusion = occlusion
+        steps = [v2.RandomHorizontalFlip(), v2.ColorJitter(*jitter)] if augment else []
+        self.augment = v2.Compose(steps) if steps else None
+
+    def _fit(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        if (h, w) == self.input_size:
+            return img
+        if (h, w) == (112, 112) and self.input_size == (112, 96):
+            return img[..., :, 8:104]  # the 112×96 template is the 112×112 one cut to columns 8..104
+        return v2.functional.resize(img, list(self.input_size), antialias=True)
+
+    def __call__(self, image: np.ndarray, seed: tuple[int, ...]) -> torch.Tensor:
+        rng = np.random.default_rng(seed)
+        occ = self.occlusion
+        if occ is not None and rng.random() >= occ.clean / (occ.clean + occ.occluded):
+            image = _occlude(image, rng, occ.scales)
+        if not (image.flags.writeable and image.flags.c_contiguous):
+            image = np.array(image)
+        img = self._fit(torch.from_numpy(image).permute(2, 0, 1))
+        if self.augment is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**62)))
+                img = self.augment(img)
+        return normalize(img)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to a uint8 HWC RGB array."""
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))
+
+
+@dataclass
+class DataInfo:
+    """What a training input holds: its kind, files, class names (index = label), sample count."""
+
+    root: Path
+    kind: str
+    classes: list[str]
+    num_samples: int
+    shards: list[str] = field(default_factory=list)
+    items: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def first_image(self) -> np.ndarray:
+        """One decoded image (to learn the input size)."""
+        if self.kind == "folder":
+            return read_rgb(self.items[0][0])
+        for sample in wds.DataPipeline(wds.SimpleShardList(self.shards[:1]), wds.tarfile_to_samples(),
+                                       wds.map(_image_only), wds.decode("rgb8")):
+            return _decoded_image(sample)
+        raise DataError(f"{self.shards[0]} holds no image")
+
+
+def _image_only(sample: dict) -> dict:
+    """Keep the key, image bytes (jpg or png, not the mask) and metadata of a shard sample."""
+    ext = next((e for e in ("jpg", "jpeg", "png", "webp") if e in sample), None)
+    if ext is None or "json" not in sample:
+        raise ValueError(f"shard sample {sample.get('__key__')} lacks an image or its json")
+    return {"__key__": sample["__key__"], f"image.{ext}": sample[ext], "json": sample["json"]}
+
+
+def _decoded_image(sample: dict) -> np.ndarray:
+    """The decoded image of a sample that went through :func:`_image_only` and ``decode``."""
+    return next(v for k, v in sample.items() if k.startswith("image."))
+
+
+def _count_shard_samples(shards: list[str]) -> tuple[int, dict[int, str]]:
+    """Count samples and collect label -> identity by reading the json members of the tars."""
+    count, names = 0, {}
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if member.name.endswith(".json") and not member.name.endswith(".mask.json"):
+                    meta = json.load(tar.extractfile(member))
+                    names.setdefault(int(meta["label"]), str(meta.get("identity", meta["label"])))
+                    count += 1
+    return count, names
+
+
+def _open_shards(root: Path, shards: list[Path]) -> DataInfo:
+    urls = [str(p) for p in shards]
+    if any(p.stat().st_size == 0 for p in shards):
+        raise DataError(f"empty shard file in {root}: {next(p for p in shards if p.stat().st_size == 0)}")
+    classes_csv = root / "classes.csv"
+    if classes_csv.is_file():
+        table = pd.read_csv(classes_csv)
+        if not {"label", "identity"} <= set(table.columns) or table.empty:
+            raise DataError(f"{classes_csv} needs rows with columns label, identity, count")
+        table = table.sort_values("label")
+        if list(table["label"]) != list(range(len(table))):
+            raise DataError(f"{classes_csv}: labels must be 0..N-1 without gaps")
+        classes = [str(v) for v in table["identity"]]
+        total = int(table["count"].sum()) if "count" in table else _count_shard_samples(urls)[0]
+    else:
+        total, names = _count_shard_samples(urls)
+        if not names:
+            raise DataError(f"the shards in {root} hold no samples")
+        classes = [names.get(i, str(i)) for i in range(max(names) + 1)]
+    if total == 0:
+        raise DataError(f"the shards in {root} hold no samples")
+    return DataInfo(root, "shards", classes, total, shards=urls)
+
+
+def _open_folders(root: Path) -> DataInfo:
+    identities = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    items, classes = [], []
+    for name in identities:
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if files:
+            items.extend((str(p), len(classes)) for p in files)
+            classes.append(name)
+    if not items:
+        raise DataError(f"no identity folders with images in {root}")
+    return DataInfo(root, "folder", classes, len(items), items=items)
+
+
+def open_data(path: str | Path, split: str = "train") -> DataInfo:
+    """Recognise a training input: occgen shards (``shards/<split>-*.tar``, else any ``*.tar``
+    there or in ``path``), an occgen folder dataset (``images/``) or plain identity folders."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    for folder in (root / "shards", root):
+        shards = sorted(folder.glob(f"{split}-*.tar")) or sorted(folder.glob("*.tar"))
+        if shards:
+            return _open_shards(root, shards)
+    if (root / "shards").is_dir():
+        raise DataError(f"{root / 'shards'} holds no .tar shards")
+    return _open_folders(root / "images" if (root / "images").is_dir() else root)
+
+
+class FolderDataset(Dataset):
+    """Map-style dataset over identity folders; ``epoch`` is part of every sample's seed."""
+
+    def __init__(self, info: DataInfo, transform: SampleTransform, seed: int) -> None:
+        self.items, self.transform, self.seed, self.epoch = info.items, transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.items[index]
+        try:
+            image = read_rgb(path)
+        except OSError as err:
+            raise DataError(f"cannot read {path}: {err}") from None
+        return self.transform(image, (self.seed, self.epoch, index)), label
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (a seeded permutation per epoch, split across ranks, equal length)
+    that can start ``skip`` samples into this rank's share, to resume mid-epoch exactly."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+class ShardStream(IterableDataset):
+    """Endless stream of (image, label) from WebDataset shards for one process.
+
+    Each epoch (and each repeat round within it, so that no rank runs dry) shuffles the shard
+    list with (seed, epoch, round), deals the shards over the ``world × workers`` readers (or, with
+    fewer shards than readers, deals samples), shuffles samples in a seeded buffer and decodes.
+    The engine takes a fixed number of batches per epoch from it, the same on every rank.
+    """
+
+    def __init__(self, info: DataInfo, transform: SampleTransform, seed: int, rank: int = 0,
+                 world: int = 1, buffer: int = 1000) -> None:
+        self.shards, self.transform, self.seed = info.shards, transform, seed
+        self.rank, self.world, self.buffer, self.epoch = rank, world, buffer, 0
+
+    def _rounds(self) -> Iterator[tuple[int, list[str], Callable]]:
+        worker = get_worker_info()
+        wid, nworkers = (worker.id, worker.num_workers) if worker else (0, 1)
+        slot, slots = self.rank * nworkers + wid, self.world * nworkers
+        for rnd in itertools.count():
+            order = np.random.default_rng((self.seed, self.epoch, rnd)).permutation(len(self.shards))
+            urls = [self.shards[i] for i in order]
+            if len(urls) >= slots:
+                yield rnd, urls[slot::slots], lambda src: src
+            else:
+                yield rnd, urls, lambda src, s=slot, n=slots: itertools.islice(src, s, None, n)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        for rnd, urls, deal in self._rounds():
+            if not urls:
+                return
+            pipeline = wds.DataPipeline(
+                wds.SimpleShardList(urls),
+                wds.tarfile_to_samples(handler=wds.warn_and_continue),
+                deal,
+                wds.shuffle(self.buffer, initial=min(self.buffer, 100),
+                            seed=zlib.crc32(repr((self.seed, self.epoch, rnd, self.rank)).encode())),
+                wds.map(_image_only),
+                wds.decode("rgb8"),
+            )
+            for sample in pipeline:
+                meta = sample["json"]
+                key_seed = zlib.crc32(sample["__key__"].encode())
+                seed = (self.seed, self.epoch, rnd, key_seed)
+                yield self.transform(_decoded_image(sample), seed), int(meta["label"])
+
+
+def worker_init(worker_id: int) -> None:
+    """DataLoader worker set-up: one thread per worker (the main process owns the cores)."""
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")

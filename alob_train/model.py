@@ -1,0 +1,118 @@
+"""The ALOB model (Trimmer + GRL, Identifier + FPP, CosFace) and its ablation variants.
+
+Variants (paper Table 8 and its baselines); ``e`` is the embedding classified for L_f and
+returned by :meth:`ALOB.embed` at test time, ``f = F^f(x)``, ``fm = F^m(x)``:
+
+=========  ==============================  =================
+variant    embedding e                     Trimmer loss L_m
+=========  ==============================  =================
+alob       f - proj_fm(f)  (FPP)           CosFace(GRL(fm))
+alob-g     f - proj_fm(f)                  CosFace(fm)
+alob-f     f - fm                          CosFace(GRL(fm))
+sum        f + fm                          CosFace(fm)
+concat     [f, fm]  (2·dim)                CosFace(fm)
+baseline   f  (one backbone, no Trimmer)   none
+=========  ==============================  =================
+
+Classifier: by default one CosFace weight is shared by f^m and e (the paper's text feeds both to
+"the classifier C_m"); ``classifier="separate"`` gives each its own. ``concat`` always has two,
+since its embedding is twice as wide.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alob_train.backbones import build_backbone
+from alob_train.layers import CosFace, GradientReversal, project_out
+
+VARIANTS = ("alob", "alob-g", "alob-f", "sum", "concat", "baseline")
+_WITH_GRL = ("alob", "alob-f")
+
+
+class ALOB(nn.Module):
+    """Identifier and (except ``baseline``) Trimmer backbones with their CosFace classifier(s)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet18",
+        variant: str = "alob",
+        input_size: tuple[int, int] = (112, 96),
+        dim: int = 512,
+        dropout: float = 0.0,
+        classifier: str = "shared",
+        detach_fpp: bool = False,
+        grl_coeff: float = 1.0,
+        s: float = 30.0,
+        m: float = 0.4,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+        if classifier not in ("shared", "separate"):
+            raise ValueError(f"classifier must be 'shared' or 'separate', got {classifier!r}")
+        self.variant = variant
+        self.detach_fpp = detach_fpp
+        self.identifier = build_backbone(backbone, input_size, dim, dropout)
+        self.trimmer = None if variant == "baseline" else build_backbone(backbone, input_size, dim, dropout)
+        self.grl = GradientReversal(grl_coeff) if variant in _WITH_GRL else None
+        self.embedding_dim = 2 * dim if variant == "concat" else dim
+        self.classifier = CosFace(self.embedding_dim, num_classes, s, m)
+        separate = self.trimmer is not None and (classifier == "separate" or variant == "concat")
+        self.trimmer_classifier = CosFace(dim, num_classes, s, m) if separate else None
+
+    def set_grl_coeff(self, coeff: float) -> None:
+        """Set the GRL's C (the engine calls this every step when a ramp is used)."""
+        if self.grl is not None:
+            self.grl.coeff = float(coeff)
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(e, fm): the embedding of the variant and the Trimmer's feature (None for baseline)."""
+        f = self.identifier(x)
+        if self.trimmer is None:
+            return f, None
+        fm = self.trimmer(x)
+        if self.variant in ("alob", "alob-g"):
+            e = project_out(f, fm, detach=self.detach_fpp)
+        elif self.variant == "alob-f":
+            e = f - (fm.detach() if self.detach_fpp else fm)
+        elif self.variant == "sum":
+            e = f + fm
+        else:
+            e = torch.cat([f, fm], dim=1)
+        return e, fm
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """Training pass: ``loss_f`` (CosFace on e), ``loss_m`` (on the Trimmer side, None for
+        baseline) and ``cos`` (e's cosines to the class weights, for accuracy)."""
+        e, fm = self._features(x)
+        cos = self.classifier.cosine(e)
+        loss_f = F.cross_entropy(self.classifier(e, labels), labels)
+        loss_m = None
+        if fm is not None:
+            head = self.trimmer_classifier or self.classifier
+            loss_m = F.cross_entropy(head(self.grl(fm) if self.grl is not None else fm, labels), labels)
+        return {"loss_f": loss_f, "loss_m": loss_m, "cos": cos}
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The test-time face embedding of the variant (call in eval mode)."""
+        return self._features(x)[0]
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimiser: ``trimmer`` (SGD: Trimmer backbone and the classifier C_m, the
+        shared one included) and ``identifier`` (Adam: Identifier backbone, its own classifier).
+        ``baseline`` has only the identifier side, classifier included."""
+        ident = list(self.identifier.parameters())
+        if self.trimmer is None:
+            return {"identifier": ident + list(self.classifier.parameters()), "trimmer": []}
+        trim = list(self.trimmer.parameters())
+        if self.trimmer_classifier is None:
+            trim += list(self.classifier.parameters())
+        else:
+            trim += list(self.trimmer_classifier.parameters())
+            ident += list(self.classifier.parameters())
+        return {"identifier": ident, "trimmer": trim}

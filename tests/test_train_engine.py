@@ -1,0 +1,180 @@
+"""The engine and the command: exact resumption, NaN stop, schedules, outputs, CLI behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from alob_train.checkpoint import load_checkpoint, load_model
+from alob_train.cli import main
+from alob_train.engine import TrainConfig, TrainingDiverged, lr_factor, train
+from alob_train.validation import fold_accuracy
+from alob_train.model import ALOB
+from train_fixtures import write_folders, write_pairs, write_shards
+
+
+def _config(data, out, **kw) -> TrainConfig:
+    base = dict(backbone="lightcnn9", variant="alob", batch_size=4, epochs=2, workers=0, lr_trimmer=0.01,
+                lr_identifier=0.001, dropout=0.2, log_every=1, tensorboard=False, progress=False, threads=2)
+    base.update(kw)
+    return TrainConfig(data=str(data), out=str(out), **base)
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize("kind", ["folder", "shards"])
+def test_resume_k_plus_k_equals_2k_steps(tmp_path, kind):
+    data = (write_folders(tmp_path / "data", classes=3, per_class=4) if kind == "folder"
+            else write_shards(tmp_path / "data", classes=3, per_class=4, shards=2))
+    # 12 samples / batch 4 = 3 steps per epoch: the split at step 4 falls inside epoch 2
+    train(_config(data, tmp_path / "straight", max_steps=8, epochs=3))
+    train(_config(data, tmp_path / "split", max_steps=4, epochs=3))
+    assert _weights(tmp_path / "split")["step"] == 4
+    cfg = _config(data, tmp_path / "split", max_steps=8, epochs=3)
+    train(cfg, resume=True)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a["step"] == b["step"] == 8
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert torch.equal(a["optimizers"]["identifier"]["state"][0]["exp_avg"], b["optimizers"]["identifier"]["state"][0]["exp_avg"])
+    straight = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    split = pd.read_csv(tmp_path / "split" / "metrics.csv")
+    pd.testing.assert_frame_equal(straight.drop(columns="samples_per_s"), split.drop(columns="samples_per_s"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    data = write_folders(tmp_path / "data", classes=2, per_class=8)
+    forward = ALOB.forward
+    calls = {"n": 0}
+
+    def poisoned(self, x, labels):
+        calls["n"] += 1
+        out = forward(self, x, labels)
+        if calls["n"] == 3:
+            out["loss_f"] = out["loss_f"] * float("nan")
+        return out
+
+    monkeypatch.setattr(ALOB, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 3") as err:
+        train(_config(data, tmp_path / "run", save_every=1))
+    assert "last.pt" in str(err.value)
+    state = _weights(tmp_path / "run")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_lr_schedule_milestones_and_warmup():
+    assert lr_factor(0, 10, (10,), 0.1, 0.0) == 1.0
+    assert lr_factor(99, 10, (10,), 0.1, 0.0) == 1.0
+    assert lr_factor(100, 10, (10,), 0.1, 0.0) == pytest.approx(0.1)
+    assert lr_factor(165, 10, (10, 16), 0.1, 0.0) == pytest.approx(0.01)
+    assert lr_factor(4, 10, (10,), 0.1, 1.0) == pytest.approx(0.5)
+    assert lr_factor(10, 10, (10,), 0.1, 1.0) == 1.0
+
+
+def test_cli_help_explains_every_option():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--data", "--resume", "--preset", "--backbone", "--variant", "--max-steps", "--occlude",
+                   "--amp", "--val", "--grl-schedule", "--classifier", "--detach-fpp"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/nonexistent/data"], "data folder not found"),
+    (["--backbone", "vgg16", "--data", "x"], "Invalid value for '--backbone'"),
+    (["--resume", "--out", "/nonexistent/run"], "nothing to resume"),
+])
+def test_cli_bad_input_is_a_one_line_error(tmp_path, args, message):
+    result = CliRunner().invoke(main, args + ([] if "--out" in args else ["--out", str(tmp_path / "r")]))
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
+    data = write_shards(tmp_path / "data", classes=3, per_class=4)
+    val = write_pairs(tmp_path / "val", classes=3, per_class=4)
+    run = tmp_path / "run"
+    common = ["--out", str(run), "--workers", "0", "--quiet", "--threads", "2"]
+    result = CliRunner().invoke(main, ["--data", str(data), "--backbone", "lightcnn9", "--batch-size", "4",
+                                       "--epochs", "1", "--val", str(val), "--log-every", "1"] + common)
+    assert result.exit_code == 0, result.output
+    assert "trained 3 steps (1 epochs of 3)" in result.output
+    for name in ("run.json", "metrics.csv", "checkpoints/last.pt", "checkpoints/epoch_001.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["config"]["lr_identifier"] == 0.001 and meta["config"]["epochs"] == 1  # LightCNN-9 paper lr
+    state = load_checkpoint(run / "checkpoints" / "epoch_001.pt")
+    assert state["step"] == 3 and state["classes"] == ["id000", "id001", "id002"]
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["phase"]) == ["train"] * 3 + ["val"]
+    model, cfg = load_model(run, "epoch_001")
+    assert cfg["backbone"] == "lightcnn9" and tuple(cfg["input_size"]) == (40, 32)
+    assert torch.equal(model.state_dict()["classifier.weight"], state["model"]["classifier.weight"])
+    assert model.embed(torch.zeros(2, 3, 40, 32)).shape == (2, 512)
+
+    refused = CliRunner().invoke(main, ["--data", str(data)] + common)
+    assert refused.exit_code != 0 and "--resume" in refused.output
+    changed = CliRunner().invoke(main, ["--resume", "--backbone", "resnet18"] + common)
+    assert changed.exit_code != 0 and "cannot change --backbone" in changed.output
+
+    result = CliRunner().invoke(main, ["--resume", "--epochs", "2"] + common)
+    assert result.exit_code == 0, result.output
+    assert "trained 6 steps (2 epochs of 3); this session 3 steps" in result.output
+    assert (run / "checkpoints" / "epoch_002.pt").is_file()
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["step"]) == [1, 2, 3, 3, 4, 5, 6, 6]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_paths_train(tmp_path, amp):
+    data = write_folders(tmp_path / "data", classes=2, per_class=4)
+    summary = train(_config(data, tmp_path / "run", amp=amp, max_steps=2, grl_schedule="dann", epochs=2))
+    assert summary["steps"] == 2
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert metrics["loss"].notna().all() and (metrics["loss"] < 1e3).all()
+    # DANN ramp: C = 2/(1+exp(-10 p)) - 1 with p = step / total steps (4): 0 at the first step
+    assert metrics["grl_coeff"].tolist() == pytest.approx([0.0, 2 / (1 + 2.718281828459045 ** -2.5) - 1])
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], {"lr_trimmer": 0.01, "lr_identifier": 0.001, "epochs": 21, "batch_size": 128, "milestones": (10,)}),
+    (["--preset", "paper-exact"], {"lr_trimmer": 0.01, "lr_identifier": 0.01}),
+    (["--backbone", "lightcnn9", "--preset", "paper-exact"], {"lr_trimmer": 0.001, "lr_identifier": 0.001}),
+    (["--lr", "0.05", "--epochs", "3"], {"lr_trimmer": 0.05, "lr_identifier": 0.05, "epochs": 3}),
+    (["--lr-identifier", "0.0002", "--milestones", "4,8"], {"lr_identifier": 0.0002, "milestones": (4, 8)}),
+])
+def test_cli_presets_and_overrides(tmp_path, monkeypatch, args, expected):
+    seen = {}
+
+    def fake_train(config, resume, command):
+        seen["config"] = config
+        return {"world_size": 1, "steps": 0, "session_steps": 0, "epochs_completed": 0, "steps_per_epoch": 1,
+                "seconds": 0.0, "samples_per_s": 0.0, "final_acc": None, "final_loss": None, "best_val_acc": None,
+                "checkpoint": "x"}
+
+    monkeypatch.setattr("alob_train.engine.train", fake_train)
+    data = write_folders(tmp_path / "data", classes=2, per_class=1)
+    result = CliRunner().invoke(main, ["--data", str(data), "--out", str(tmp_path / "run")] + args)
+    assert result.exit_code == 0, result.output
+    for key, value in expected.items():
+        assert getattr(seen["config"], key) == value, key
+
+
+def test_validation_fold_accuracy():
+    same = np.array([1, 0] * 50, bool)
+    folds = np.arange(100) * 10 // 100
+    assert fold_accuracy(np.where(same, 0.9, 0.1), same, folds) == (1.0, 0.0)
+    # one genuine pair scored like impostors in fold 0: that fold loses exactly one pair of 10
+    scores = np.where(same, 0.9, 0.1)
+    scores[0] = 0.1
+    mean, _ = fold_accuracy(scores, same, folds)
+    assert mean == pytest.approx(1 - 0.1 / 10)
