@@ -393,7 +393,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
                 done_epoch = step // steps_per_epoch
                 names = ["last.pt", f"epoch_{done_epoch:03d}.pt"]
                 if config.val and d.main:
-                    from alob_train.validation import validate_folder
+                    from alob_train.evaluate import validate_folder
 
                     result = validate_folder(model, config.val, input_size, device, config.val_batch_size,
                                            config.channels_last)

@@ -35,17 +35,40 @@ def _model_options(func):
                              "image; paths absolute or relative to the benchmark folder).")(func)
     func = click.option("--reference", type=click.Choice(["facenet", "dlib"]), default=None,
                         help="Measure a published reference model (optional [reference] extra).")(func)
+    func = click.option("--which", default="best", show_default=True,
+                        help="Checkpoint of the run to load: best (falls back to last), last or epoch_NNN.")(func)
+    func = click.option("--checkpoint", type=click.Path(exists=True), default=None,
+                        help="Measure a model trained by alob-train: its run folder or a .pt file.")(func)
     return func
 
 
-def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], reference, embeddings, flip, batch_size, quiet):
-    """Embeddings of every path: looked up in --embeddings, or computed by --reference."""
+def _checkpoint_embedder(checkpoint: str, which: str):
+    """Embedder and a description of a trained model (best.pt, else last.pt, by default)."""
+    from alob_train.checkpoint import load_model
+    from alob_train.evaluate import model_embedder
+
+    run = Path(checkpoint)
+    if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
+        which = "last"
+    try:
+        model, cfg = load_model(run, which)
+    except (FileNotFoundError, KeyError, RuntimeError) as err:
+        raise click.ClickException(f"cannot load checkpoint {checkpoint}: {err}") from None
+    name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"
+    return model_embedder(model, tuple(cfg["input_size"])), name, model, cfg
+
+
+def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
+                 quiet: bool) -> tuple[dict[str, np.ndarray], str]:
+    """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
+    --reference; returns them and the model's description."""
     from alob_train.embeddings import embeddings_for, load_embeddings
     from alob_train.evaluate import embed_paths
     from alob_train.reference_models import ModelUnavailable, reference_embedder
 
-    if (reference is None) == (embeddings is None):
-        raise click.UsageError("give exactly one model: --reference NAME or --embeddings FILE")
+    checkpoint, reference, embeddings = model_args.get("checkpoint"), model_args.get("reference"), model_args.get("embeddings")
+    if sum(x is not None for x in (checkpoint, reference, embeddings)) != 1:
+        raise click.UsageError("give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE")
     if embeddings:
         table = load_embeddings(embeddings)
         vectors = {}
@@ -58,12 +81,15 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], reference, embeddi
     missing = [p for _, paths in paths_by_root for p in paths if not Path(p).is_file()]
     if missing:
         raise click.ClickException(f"{len(missing)} images are missing, e.g. {missing[0]}")
-    try:
-        embed = reference_embedder(reference)
-    except ModelUnavailable as err:
-        raise click.ClickException(str(err)) from None
+    if checkpoint:
+        embed, model = _checkpoint_embedder(checkpoint, model_args.get("which", "best"))[:2]
+    else:
+        try:
+            embed, model = reference_embedder(reference), f"reference {reference}"
+        except ModelUnavailable as err:
+            raise click.ClickException(str(err)) from None
     paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
-    return embed_paths(embed, paths, batch_size, flip, progress=not quiet), f"reference {reference}"
+    return embed_paths(embed, paths, batch_size, flip, progress=not quiet), model
 
 
 @click.group(invoke_without_command=True,
@@ -83,7 +109,8 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], reference, embeddi
               help="Folder for results.json, results.md and roc.png.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def main(ctx, benches, reference, embeddings, fars, tar_convention, flip, batch_size, out, quiet) -> None:
+def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_convention, flip, batch_size, out,
+         quiet) -> None:
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
     Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
@@ -104,7 +131,8 @@ def main(ctx, benches, reference, embeddings, fars, tar_convention, flip, batch_
     benchmarks = [_parse_bench(spec) for spec in benches]
     start = time.perf_counter()
     groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
-    vectors, model = _vectors_for(groups, reference, embeddings, flip, batch_size, quiet)
+    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
+    vectors, model = _vectors_for(groups, model_args, flip, batch_size, quiet)
     results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
     meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
             "benchmarks": {b.name: str(b.root) for b in benchmarks}}
@@ -123,7 +151,8 @@ def main(ctx, benches, reference, embeddings, fars, tar_convention, flip, batch_
 @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="report-ar", show_default=True)
 @click.option("--quiet", is_flag=True)
-def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_size, out, quiet) -> None:
+def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gallery_2, flip, batch_size, out,
+               quiet) -> None:
     """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
     from alob_train.identification import ar_identification, scan_ar
 
@@ -134,7 +163,8 @@ def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_
         protocols = {"1": tuple(int(v) for v in gallery_1.split(",")), "2": tuple(int(v) for v in gallery_2.split(","))}
     except ValueError:
         raise click.BadParameter("gallery image numbers are comma-separated integers") from None
-    vectors, model = _vectors_for([(Path(ar_dir), table.path.tolist())], reference, embeddings, flip, batch_size, quiet)
+    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
+    vectors, model = _vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
     result = ar_identification(table, vectors, protocols)
     Path(out).mkdir(parents=True, exist_ok=True)
     lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
@@ -151,6 +181,8 @@ def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_
 @main.command("tsne")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), required=True,
               help="Identity folders of aligned images (an aligned LFW, or an occgen dataset's images/).")
+@click.option("--checkpoint", "checkpoints", type=click.Path(exists=True), multiple=True,
+              help="A run of alob-train (best.pt, else last.pt); repeat for one panel each.")
 @click.option("--reference", "references", type=click.Choice(["facenet", "dlib"]), multiple=True,
               help="A reference model; repeat for one panel each.")
 @click.option("--embeddings", "embedding_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
@@ -159,24 +191,23 @@ def ar_command(ar_dir, reference, embeddings, gallery_1, gallery_2, flip, batch_
 @click.option("--per-identity", type=click.IntRange(2, None), default=20, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the identities and seeds t-SNE.")
 @click.option("--out", type=click.Path(dir_okay=False), default="tsne.png", show_default=True)
-def tsne_command(images, references, embedding_files, identities, per_identity, seed, out) -> None:
+def tsne_command(images, checkpoints, references, embedding_files, identities, per_identity, seed, out) -> None:
     """t-SNE of a few identities x many images: one panel per model, points coloured by identity."""
     from alob_train.tsne import pick_identities, plot_panels, tsne_2d
 
-    if not references and not embedding_files:
-        raise click.UsageError("give at least one --reference or --embeddings")
+    if not checkpoints and not references and not embedding_files:
+        raise click.UsageError("give at least one --checkpoint, --reference or --embeddings")
     try:
         chosen = pick_identities(images, identities, per_identity, np.random.default_rng(seed))
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     paths = [p for group in chosen.values() for p in group]
     labels = [name for name, group in chosen.items() for _ in group]
+    models = ([{"checkpoint": c} for c in checkpoints] + [{"reference": r} for r in references]
+              + [{"embeddings": e} for e in embedding_files])
     panels = {}
-    for reference in references:
-        vectors, model = _vectors_for([(Path(images), paths)], reference, None, False, 64, True)
-        panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
-    for file in embedding_files:
-        vectors, model = _vectors_for([(Path(images), paths)], None, file, False, 64, True)
+    for model_args in models:
+        vectors, model = _vectors_for([(Path(images), paths)], model_args, False, 64, True)
         panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
     plot_panels(out, panels, labels)
     click.echo(f"t-SNE of {identities} identities x {per_identity} images, {len(panels)} panel(s): {out}")

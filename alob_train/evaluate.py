@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
+import torch
 
-from alob_train.verification import cosine_scores, evaluate_pairs
+from alob_train.data import read_rgb
+from alob_train.verification import cosine_scores, evaluate_pairs, fold_accuracy
 
 Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
 
@@ -29,12 +30,52 @@ class Benchmark:
     root: Path
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """Decode an image file to RGB uint8, or raise ``OSError`` naming it."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read image {path}")
-    return np.ascontiguousarray(image[:, :, ::-1])
+def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device | str = "cpu",
+                   channels_last: bool = False) -> Embedder:
+    """An :data:`Embedder` over a trained ALOB model (any variant's ``embed``): images are resized
+    to the model's input size when they differ, normalised to [-1, 1], embedded in eval mode."""
+    import torch.nn.functional as F
+
+    from alob_train.constants import normalize
+
+    @torch.no_grad()
+    def embed(images: Sequence[np.ndarray]) -> np.ndarray:
+        batch = []
+        for image in images:
+            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            if tuple(tensor.shape[-2:]) != tuple(input_size):
+                tensor = F.interpolate(tensor[None].float(), size=tuple(input_size), mode="bilinear", antialias=True)[0]
+            batch.append(tensor)
+        x = normalize(torch.stack(batch)).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        was_training = model.training
+        model.eval()
+        try:
+            return model.embed(x).float().cpu().numpy()
+        finally:
+            model.train(was_training)
+
+    return embed
+
+
+def validate_folder(model: torch.nn.Module, root: str | Path, input_size: tuple[int, int],
+                    device: torch.device | str = "cpu", batch_size: int = 64,
+                    channels_last: bool = False) -> dict[str, float]:
+    """``alob-train --val``: verification accuracy of the model on a folder dataset's pairs.csv,
+    with the same protocol as ``alob-eval``."""
+    from alob_train.data import DataError
+    from alob_train.pairs import PairsError, read_pairs_csv
+
+    try:
+        pairs = read_pairs_csv(root)
+    except (PairsError, OSError) as err:
+        raise DataError(f"validation folder {root}: {err}") from None
+    paths = list(dict.fromkeys([*pairs.path1, *pairs.path2]))
+    vectors = embed_paths(model_embedder(model, input_size, device, channels_last), paths, batch_size, progress=False)
+    scores = score_benchmark(Benchmark("val", pairs, Path(root)), vectors)
+    result = fold_accuracy(scores, pairs.same.to_numpy(bool), pairs.fold.to_numpy())
+    return {"val_acc": result.mean, "val_std": result.std, "val_pairs": float(len(pairs))}
 
 
 def embed_paths(embed: Embedder, paths: Sequence[str], batch_size: int = 64, flip: bool = False,

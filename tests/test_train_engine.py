@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from alob_train.checkpoint import load_checkpoint, load_model
 from alob_train.cli import main
 from alob_train.engine import TrainConfig, TrainingDiverged, lr_factor, train
-from alob_train.validation import fold_accuracy
+from alob_train.verification import fold_accuracy
 from alob_train.model import ALOB
 from train_fixtures import write_folders, write_pairs, write_shards
 
@@ -172,9 +172,9 @@ def test_cli_presets_and_overrides(tmp_path, monkeypatch, args, expected):
 def test_validation_fold_accuracy():
     same = np.array([1, 0] * 50, bool)
     folds = np.arange(100) * 10 // 100
-    assert fold_accuracy(np.where(same, 0.9, 0.1), same, folds) == (1.0, 0.0)
+    perfect = fold_accuracy(np.where(same, 0.9, 0.1), same, folds)
+    assert (perfect.mean, perfect.std) == (1.0, 0.0)
     # one genuine pair scored like impostors in fold 0: that fold loses exactly one pair of 10
     scores = np.where(same, 0.9, 0.1)
     scores[0] = 0.1
-    mean, _ = fold_accuracy(scores, same, folds)
-    assert mean == pytest.approx(1 - 0.1 / 10)
+    assert fold_accuracy(scores, same, folds).mean == pytest.approx(1 - 0.1 / 10)
