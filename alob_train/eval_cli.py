@@ -44,6 +44,8 @@ def _model_options(func):
 
 def _checkpoint_embedder(checkpoint: str, which: str):
     """Embedder and a description of a trained model (best.pt, else last.pt, by default)."""
+    import torch
+
     from alob_train.checkpoint import load_model
     from alob_train.evaluate import model_embedder
 
@@ -55,7 +57,8 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     except (FileNotFoundError, KeyError, RuntimeError) as err:
         raise click.ClickException(f"cannot load checkpoint {checkpoint}: {err}") from None
     name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"
-    return model_embedder(model, tuple(cfg["input_size"])), name, model, cfg
+    model = model.to(memory_format=torch.channels_last)  # ~1.5-2x faster convolutions on CPU
+    return model_embedder(model, tuple(cfg["input_size"]), channels_last=True), name, model, cfg
 
 
 def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
