@@ -1,0 +1,117 @@
+"""``alob-pipeline``: the LFW fold experiment in one command (align → occlude/mask → train →
+evaluate → report)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from alob_train.model import VARIANTS
+
+
+def _folds(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        if "-" in value:
+            low, high = (int(v) for v in value.split("-"))
+            folds = tuple(range(low, high + 1))
+        else:
+            folds = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected fold numbers such as 1-5 or 1,3,5,7,9") from None
+    if not folds or min(folds) < 1:
+        raise click.BadParameter(f"{value!r}: folds are numbered from 1")
+    return folds
+
+
+def _variants(ctx, param, value: str) -> tuple[str, ...]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if names == ["all"]:
+        names = ["baseline", *[v for v in VARIANTS if v != "baseline"]]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown variant {unknown[0] if unknown else value!r}: choose from "
+                                 f"{', '.join(VARIANTS)} or 'all'")
+    return tuple(dict.fromkeys(names))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--quick", "size", flag_value="quick", help="Small run, < 15 min on 2 CPU cores: the 60 training "
+              "people with most images, 60+60 test pairs per fold, 1 epoch.")
+@click.option("--full", "size", flag_value="full", default=True, help="[default] Every training person "
+              "(5,373 images for folds 1-5), all 3,000 test pairs, 3 epochs of 3 samples per image.")
+@click.option("--lfw-dir", type=click.Path(file_okay=False), default=None,
+              help="LFW: a folder with lfw-deepfunneled/ and pairs.txt [default: $ALOB_DATA/lfw, else a previous "
+                   "download in WORK/lfw, else downloaded from LFW's site when online, MD5-checked].")
+@click.option("--work", type=click.Path(file_okay=False), default="alob-work", show_default=True,
+              help="Folder for everything the run makes; rerun the same command to resume.")
+@click.option("--aligned", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Reuse an LFW already aligned by align-faces (skips alignment).")
+@click.option("--variants", callback=_variants, default="baseline,alob", show_default=True,
+              help="Models to train and compare, comma-separated; 'all' adds the ablations alob-g, alob-f, sum, "
+                   "concat.")
+@click.option("--backbone", type=click.Choice(["resnet18", "iresnet18", "iresnet50", "lightcnn9"]),
+              default="resnet18", show_default=True)
+@click.option("--train-folds", callback=_folds, default="1-5", show_default=True,
+              help="View-2 folds whose people are trained on; the other folds' pairs are the test set.")
+@click.option("--train-people", type=click.IntRange(min=0), default=None,
+              help="Override the size: train on the N people with most images (0 = all).")
+@click.option("--pairs-per-fold", type=click.IntRange(min=1), default=None,
+              help="Override the size: N matched and N mismatched test pairs per test fold.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the size's epochs.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop training after this many steps "
+              "(smoke runs).")
+@click.option("--mask-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Of the occluded training samples, the fraction that get face masks (the rest occluders).")
+@click.option("--cam-limit", type=click.IntRange(min=1), default=None,
+              help="Occluded test images for the CAM overlap numbers [default: 300 quick, all full].")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="CPU cores",
+              help="Processes for alignment and dataset builds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-download", is_flag=True, help="Never download LFW; stop if it is not found.")
+def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variants: tuple[str, ...], backbone: str,
+         train_folds: tuple[int, ...], train_people: int | None, pairs_per_fold: int | None, epochs: int | None, max_steps: int | None, mask_fraction: float,
+         cam_limit: int | None, workers: int, seed: int, no_download: bool) -> None:
+    """Run the LFW fold experiment end to end and write WORK/report/report.md.
+
+    LFW's ten View-2 folds share no person. The models train on every image of the people in
+    --train-folds (clean:occluded 1:2, occluders and face masks) and are tested on the other folds'
+    pairs in four scenarios: Face–Face, Face–Occlusion (FROM factors 2.0 and 3.0) and Face–Mask.
+    Every stage is a project command (align-faces, occgen, alob-train, alob-eval); its output stays
+    in WORK and a rerun skips what is done and resumes what was interrupted.
+
+    \b
+    Examples:
+      alob-pipeline --quick --lfw-dir /data/lfw
+      alob-pipeline --full --work lfw-experiment
+      alob-pipeline --full --variants all --train-folds 6-10     (halves swapped, with ablations)
+    """
+    from alob_train.pipeline import PipelineError, Settings, find_lfw, run_pipeline
+
+    start = time.perf_counter()
+    work_dir = Path(work).resolve()
+    try:
+        images, pairs_txt = find_lfw(lfw_dir, work_dir, download=not no_download)
+        click.echo(f"LFW: {images} with {pairs_txt}; size {size}; work folder {work_dir}")
+        settings = Settings(work=str(work_dir), size=size, lfw_images=str(images.resolve()),
+                            pairs_txt=str(pairs_txt.resolve()), aligned=str(Path(aligned).resolve()) if aligned else None,
+                            variants=variants, backbone=backbone, train_folds=train_folds, mask_fraction=mask_fraction,
+                            seed=seed, workers=workers, train_people=train_people, pairs_per_fold=pairs_per_fold,
+                            epochs=epochs, max_steps=max_steps,
+                            cam_limit=cam_limit)
+        report = run_pipeline(settings, log=click.echo)
+    except PipelineError as err:
+        raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: rerun the same command to resume", err=True)
+        sys.exit(130)
+    click.echo(f"\ndone in {(time.perf_counter() - start) / 60:.1f} min; report: {report}")
+    table = [line for line in report.read_text().splitlines() if line.startswith("|")]
+    click.echo("\n".join(table[: 2 + 4]))
+
+
+if __name__ == "__main__":
+    main()

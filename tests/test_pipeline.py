@@ -1,0 +1,185 @@
+"""The one-command LFW fold experiment: split, LFW discovery, stage bookkeeping, and (with the real
+LFW) a tiny end-to-end run of every stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from alob_train import pipeline
+from alob_train.pipeline import (SIZES, PipelineError, Settings, Stage, check_work, find_lfw, link_people, lfw_layout,
+                                 plan_split, run_stage, write_test_pairs)
+from alob_train.pipeline_cli import main as pipeline_main
+from occgen.pairs import read_pairs
+
+
+def _mini_lfw(root: Path, images_per_person: dict[str, int]) -> tuple[Path, Path]:
+    """An LFW-shaped folder: ``lfw-deepfunneled/<name>/<name>_%04d.jpg`` and a View-2 pairs.txt
+    with 10 folds of one matched and one mismatched pair, every fold its own four people."""
+    images = root / "lfw-deepfunneled"
+    for name, count in images_per_person.items():
+        (images / name).mkdir(parents=True)
+        for k in range(1, count + 1):
+            (images / name / f"{name}_{k:04d}.jpg").write_bytes(b"not decoded by the split")
+    lines = ["10 1"]
+    for fold in range(10):
+        a, b, c = f"P{fold}a", f"P{fold}b", f"P{fold}c"
+        lines += [f"{a}\t1\t2", f"{b}\t1\t{c}\t1"]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return images, root / "pairs.txt"
+
+
+@pytest.fixture
+def mini(tmp_path):
+    counts = {}
+    for fold in range(10):
+        counts.update({f"P{fold}a": 2 + fold, f"P{fold}b": 1, f"P{fold}c": 1})
+    return _mini_lfw(tmp_path / "lfw", counts)
+
+
+def test_split_trains_on_the_people_of_the_training_folds_and_tests_on_the_rest(mini):
+    images, pairs_txt = mini
+    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], SIZES["full"])
+    assert split.test_folds == [6, 7, 8, 9, 10]
+    assert split.train_people == sorted(f"P{f}{s}" for f in range(5) for s in "abc")
+    assert split.test_people == sorted(f"P{f}{s}" for f in range(5, 10) for s in "abc")
+    assert not set(split.train_people) & set(split.test_people)
+    assert len(split.test_lines) == 10 and split.pairs_per_fold == 1
+    assert split.images["P4a"] == 6
+
+
+def test_quick_size_keeps_the_people_with_most_images_and_the_first_pairs_per_fold(mini):
+    images, pairs_txt = mini
+    size = pipeline.replace(SIZES["quick"], train_people=2, pairs_per_fold=1)
+    split = plan_split(pairs_txt, images, [6, 7, 8, 9, 10], size)
+    assert split.train_people == ["P9a", "P8a"]  # 11 and 10 images
+    assert split.test_folds == [1, 2, 3, 4, 5]
+
+
+def test_split_refuses_folds_that_leave_nothing_to_test_or_share_people(mini, tmp_path):
+    images, pairs_txt = mini
+    with pytest.raises(PipelineError, match="leave at least one"):
+        plan_split(pairs_txt, images, list(range(1, 11)), SIZES["full"])
+    shared = tmp_path / "shared.txt"
+    shared.write_text(pairs_txt.read_text().replace("P9a\t1\t2", "P0a\t1\t2"))
+    with pytest.raises(PipelineError, match="overlap"):
+        plan_split(shared, images, [1, 2, 3, 4, 5], SIZES["full"])
+
+
+def test_test_pairs_file_keeps_the_test_folds(mini, tmp_path):
+    images, pairs_txt = mini
+    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], SIZES["full"])
+    write_test_pairs(split, tmp_path / "test_pairs.txt")
+    parsed = read_pairs(tmp_path / "test_pairs.txt")
+    assert (parsed.folds, parsed.per_fold, len(parsed.pairs)) == (5, 1, 10)
+    assert [p.fold for p in parsed.pairs] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert parsed.pairs[0].stem1 == "P5a/P5a_0001"
+
+
+def test_lfw_is_found_by_flag_then_environment_and_offline_absence_is_one_clear_error(mini, tmp_path, monkeypatch):
+    images, pairs_txt = mini
+    root = images.parent
+    assert lfw_layout(root) == (images, pairs_txt)
+    assert find_lfw(root, tmp_path / "work") == (images, pairs_txt)
+    with pytest.raises(PipelineError, match="expected lfw-deepfunneled"):
+        find_lfw(tmp_path / "nowhere", tmp_path / "work")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "lfw").symlink_to(root)
+    monkeypatch.setenv("ALOB_DATA", str(data))
+    assert find_lfw(None, tmp_path / "work") == (data / "lfw" / "lfw-deepfunneled", data / "lfw" / "pairs.txt")
+    monkeypatch.setenv("ALOB_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(pipeline, "_online", lambda *a, **k: False)
+    with pytest.raises(PipelineError, match="offline.*--lfw-dir"):
+        find_lfw(None, tmp_path / "work")
+
+
+def test_cli_without_lfw_offline_stops_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALOB_DATA", str(tmp_path / "empty"))
+    result = CliRunner().invoke(pipeline_main, ["--quick", "--no-download", "--work", str(tmp_path / "w")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: LFW not found") and result.output.count("\n") == 1
+
+
+def test_link_people_makes_a_fresh_view_of_symlinks(mini, tmp_path):
+    images, _ = mini
+    view = link_people(images, ["P0a", "P1a"], tmp_path / "view")
+    assert sorted(p.name for p in view.iterdir()) == ["P0a", "P1a"]
+    assert (view / "P1a").is_symlink() and len(list((view / "P1a").iterdir())) == 3
+    link_people(images, ["P2b"], view)
+    assert [p.name for p in view.iterdir()] == ["P2b"]
+
+
+def test_a_work_folder_refuses_other_data_settings(tmp_path):
+    settings = Settings(work=str(tmp_path), size="quick", lfw_images="/a", pairs_txt="/p")
+    (tmp_path / "pipeline.json").write_text(json.dumps(pipeline.asdict(settings)))
+    check_work(pipeline.replace(settings, epochs=5, variants=("alob",)))  # budget and models may change
+    with pytest.raises(PipelineError, match="size"):
+        check_work(pipeline.replace(settings, size="full"))
+
+
+def test_stages_are_skipped_when_done_resumed_when_interrupted_and_fail_clearly(tmp_path):
+    out = tmp_path / "out.txt"
+    write = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('x')"]
+    assert run_stage(Stage("write", write), tmp_path, log=lambda m: None).status == "done"
+    assert run_stage(Stage("write", write), tmp_path, log=lambda m: None).status == "skipped"
+    assert out.read_text() == "x"
+    resume = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('r')"]
+    flag = tmp_path / "flag"
+    flag.touch()
+    run_stage(Stage("other", write, resume, str(flag)), tmp_path, log=lambda m: None)
+    assert out.read_text() == "xr"
+    with pytest.raises(PipelineError, match=r"stage broken failed \(exit 3\).*broken.log"):
+        run_stage(Stage("broken", [sys.executable, "-c", "print('oops'); raise SystemExit(3)"]), tmp_path,
+                  log=lambda m: None)
+    assert "oops" in (tmp_path / "logs" / "broken.log").read_text()
+    assert not (tmp_path / "stages" / "broken.json").exists()
+
+
+def _real_mini_lfw(lfw_dir: Path, lfw_pairs: Path, root: Path) -> Path:
+    """A small LFW made of real images: the first matched and mismatched pair of every View-2
+    fold, each person with the images those pairs name plus their first three."""
+    parsed = read_pairs(lfw_pairs)
+    lines, wanted = ["10 1"], {}
+    for fold in range(10):
+        for same in (True, False):
+            pair = next(p for p in parsed.pairs if p.fold == fold and p.same == same)
+            lines.append(pair.text.strip())
+            for stem in (pair.stem1, pair.stem2):
+                name = stem.split("/")[0]
+                wanted.setdefault(name, set()).add(Path(stem).name + ".jpg")
+    images = root / "lfw-deepfunneled"
+    for name, files in wanted.items():
+        (images / name).mkdir(parents=True)
+        files |= {p.name for p in sorted((lfw_dir / name).iterdir())[:3]}
+        for file in files:
+            (images / name / file).symlink_to(lfw_dir / name / file)
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
+    root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
+    work = tmp_path / "work"
+    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "2", "--cam-limit", "6",
+            "--workers", "1"]
+    result = CliRunner().invoke(pipeline_main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((work / "report" / "report.json").read_text())
+    assert set(report["results"]) == {"baseline", "alob"}
+    for variant, benches in report["results"].items():
+        assert set(benches) == {"lfw", "lfw-occ-2.0", "lfw-occ-3.0", "lfw-masked"}
+        for r in benches.values():
+            assert r["pairs"] == 10 and r["folds"] == 5 and 0 <= r["accuracy"] <= 1
+        assert report["training"][variant]["steps"] == 2
+    text = (work / "report" / "report.md").read_text()
+    for picture in ("roc-baseline.png", "roc-alob.png", "cam_grid.png"):
+        assert (work / "report" / picture).stat().st_size > 1000 and picture in text
+    masked = json.loads((work / "data" / "lfw-masked" / "dataset.json").read_text())["counts"]
+    assert masked["occluded"] == masked["inputs"] > 0 and masked["failed_inputs"] == 0
+    again = CliRunner().invoke(pipeline_main, args)  # a rerun skips every finished stage
+    assert again.exit_code == 0 and again.output.count("skipped") == len(report["stages"])
