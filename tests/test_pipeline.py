@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from alob_train import pipeline
-from alob_train.pipeline import (SIZES, PipelineError, Settings, Stage, check_work, find_lfw, link_people, lfw_layout,
+from alob_train.pipeline import (SIZES, PipelineError, Settings, Stage, check_work, find_lfw, lfw_layout, link_people,
                                  plan_split, run_stage, write_test_pairs)
 from alob_train.pipeline_cli import main as pipeline_main
 from occgen.pairs import read_pairs
