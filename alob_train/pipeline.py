@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
+
 from occgen.pairs import read_pairs
 
 LFW_URL = "http://vis-www.cs.umass.edu/lfw/"
@@ -189,15 +191,18 @@ def write_test_pairs(split: Split, path: Path) -> None:
 
 
 def link_people(src: Path, people: list[str], dest: Path, manifest: Path | None = None) -> Path:
-    """A folder of symlinks to ``src/<person>`` for each person (plus ``manifest.csv``), so a
-    command sees just these people without copying images. Rebuilt from scratch each time."""
+    """A folder of symlinks to ``src/<person>`` for each person, so a command sees just these
+    people without copying images; with an aligned folder's ``manifest``, its rows for these
+    people become the view's own ``manifest.csv``. Rebuilt from scratch each time."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for person in people:
         (tmp / person).symlink_to((src / person).resolve(), target_is_directory=True)
     if manifest is not None and manifest.is_file():
-        (tmp / "manifest.csv").symlink_to(manifest.resolve())
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        first = table["source"].str.split("/").str[0] if "source" in table.columns else table.iloc[:, 0]
+        table[first.isin(set(people))].to_csv(tmp / "manifest.csv", index=False)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

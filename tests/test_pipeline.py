@@ -110,8 +110,11 @@ def test_link_people_makes_a_fresh_view_of_symlinks(mini, tmp_path):
     view = link_people(images, ["P0a", "P1a"], tmp_path / "view")
     assert sorted(p.name for p in view.iterdir()) == ["P0a", "P1a"]
     assert (view / "P1a").is_symlink() and len(list((view / "P1a").iterdir())) == 3
-    link_people(images, ["P2b"], view)
-    assert [p.name for p in view.iterdir()] == ["P2b"]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,source,status\nP2b/P2b_0001.jpg,P2b/P2b_0001.jpg,ok\nP0a/P0a_0001.jpg,P0a/P0a_0001.jpg,ok\n")
+    link_people(images, ["P2b"], view, manifest)
+    assert sorted(p.name for p in view.iterdir()) == ["P2b", "manifest.csv"]
+    assert (view / "manifest.csv").read_text().splitlines()[1:] == ["P2b/P2b_0001.jpg,P2b/P2b_0001.jpg,ok"]
 
 
 def test_a_work_folder_refuses_other_data_settings(tmp_path):
