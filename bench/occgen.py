@@ -13,6 +13,7 @@ Usage:  python bench/occgen.py --src /work/data/lfw-aligned --out /tmp/occgen-be
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=2000, help="images per build timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="also time one full-LFW build with 2 workers")
+    parser.add_argument("--json", type=Path, help="also write the build medians to this file")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
 
@@ -186,6 +188,11 @@ def main() -> None:
     for name, ts in times.items():
         t = statistics.median(ts)
         print(f"  {name:<36} {n / t:8.0f} images/s   {base / t:5.2f}x the FROM way")
+    if args.json:
+        medians = {name: n / statistics.median(ts) for name, ts in times.items()}
+        args.json.write_text(json.dumps({"images": n, "repeats": args.repeats, "images_per_s": medians,
+                                         "ratio_vs_from": {k: v / medians["FROM way (PIL), 1 process"]
+                                                           for k, v in medians.items()}}, indent=2))
     if args.full:
         for name, cfg in (("factor 3.0 rect", config), ("ratio 0.52 alpha", ratio_config)):
             target = args.out / f"run{next(runs)}"
