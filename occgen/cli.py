@@ -125,7 +125,8 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
       occgen build --source lfw --kind mask --src lfw-aligned --pairs pairs.txt --out lfw-masked
       occgen build --source folder --kind mixed --mask-fraction 0.5 --src casia-aligned --out casia-mixed
     """
-    from occgen.build import BuildConfig, Job, build as run_build, dataset_name
+    from occgen.build import BuildConfig, Job, dataset_name
+    from occgen.build import build as run_build
     from occgen.library import OccgenError
     from occgen.synth import OcclusionConfig, parse_scale_set
 
@@ -247,7 +248,8 @@ def preview(dataset, out, count, cols, scale, kind, by_type, seed) -> None:
             import json
 
             meta = os.path.join(dataset, "dataset.json")
-            settings = json.load(open(meta)).get("settings", {}) if os.path.exists(meta) else {}
+            with open(meta) if os.path.exists(meta) else open(os.devnull) as handle:
+                settings = json.loads(handle.read() or "{}").get("settings", {})
             kind = "mask" if settings.get("kind") == "mask" else "occluder"
         path = run_preview(dataset, out, count, cols, seed, scale, kind, by_type)
     except (OccgenError, OSError, KeyError, ValueError) as err:

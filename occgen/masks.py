@@ -34,7 +34,6 @@ import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -93,6 +92,7 @@ class FaceShape:
     yaw: float  # degrees; positive: nose turned towards the image's right
     source: str  # dlib68, manifest5 or template5
     reason: str = ""
+    image_shape: tuple[int, int] = (112, 96)
 
 
 def parse_mask_types(text: str | None) -> tuple[str, ...]:
@@ -178,7 +178,7 @@ def model_shape(points5: np.ndarray, height: int, width: int, source: str, reaso
     far = u * np.sign(yaw) > 0
     factor = np.where(far, 1 - 0.8 * s, 1 + 0.15 * s)
     jaw = jaw + np.outer(u * (factor - 1), ex)
-    return FaceShape(points5, jaw, bridge, yaw, source, reason)
+    return FaceShape(points5, jaw, bridge, yaw, source, reason, (height, width))
 
 
 def dlib_shape(image: np.ndarray, reference5: np.ndarray) -> tuple[FaceShape | None, str]:
@@ -209,7 +209,7 @@ def dlib_shape(image: np.ndarray, reference5: np.ndarray) -> tuple[FaceShape | N
     left = float((pts[30] - jaw[2]) @ ex)
     right = float((jaw[14] - pts[30]) @ ex)
     yaw = math.degrees(math.asin(float(np.clip((left - right) / max(left + right, 1e-6), -1, 1))))
-    return FaceShape(points5, jaw, pts[27:31].copy(), yaw, "dlib68"), ""
+    return FaceShape(points5, jaw, pts[27:31].copy(), yaw, "dlib68", "", (h, w)), ""
 
 
 def fit_face(image: np.ndarray, points5: np.ndarray | None = None, method: str = "auto") -> FaceShape:
@@ -313,14 +313,75 @@ def _geometry(face: FaceShape) -> _Geometry:
     for k in range(17):  # push the jaw line out a little: the mask sits on the skin, over the chin
         v = jaw[k] - np.array([nose[0], nose[1] - 0.2 * d])
         jaw_out[k] = jaw[k] + v / (np.linalg.norm(v) + 1e-6) * 0.06 * d
+    top = {"bridge": bridge, "under_l": under_l, "under_r": under_r}
+    _keep_clear(face, centre, ex, ey, d, jaw_out, top)
+    bridge, under_l, under_r = top["bridge"], top["under_l"], top["under_r"]
+    clear = (top["eyes_u"], top["eyes_v"])
+    ear_l, ear_r = jaw[0] - ex * 0.04 * d, jaw[16] + ex * 0.04 * d
+    ear_l = ear_l - ex * max(0.0, float((ear_l - centre) @ ex) - (clear[0].min() - 0.45 * d))
+    ear_r = ear_r + ex * max(0.0, (clear[0].max() + 0.45 * d) - float((ear_r - centre) @ ex))
     anchors = {"bridge": bridge, "under_l": under_l, "under_r": under_r, "cheek_l": _lerp(jaw[1], jaw[2], 0.3),
                "cheek_r": _lerp(jaw[15], jaw[14], 0.3), "jaw": jaw_out, "mouth": mouth, "nose": nose,
-               "chin": jaw_out[8] + down, "ear_l": jaw[0] - ex * 0.04 * d, "ear_r": jaw[16] + ex * 0.04 * d,
-               "jaw_centre": jaw_c}
+               "chin": jaw_out[8] + down, "ear_l": ear_l, "ear_r": ear_r,
+               "jaw_centre": jaw_c, "clear": clear}
     return _Geometry(face, centre, ex, ey, d, anchors)
 
 
+def _keep_clear(face: FaceShape, centre, ex, ey, d: float, jaw: np.ndarray, top: dict) -> None:
+    """Guarantees, in place: the jaw line stays 0.18 eye distances outside both mouth corners and
+    the chin 0.3 below them, the top edge 0.18 above the nose tip and 0.22 below the eye centres,
+    for the face's own 5 points and for the crop's template points alike (the two differ on faces
+    the aligner could not bring exactly onto the template)."""
+    h, w = face.image_shape
+    both = np.stack([face.points5, template_points(h, w)])
+
+    def uv(p):
+        q = np.asarray(p) - centre
+        return np.array([q @ ex, q @ ey])
+
+    def xy(u, v):
+        return centre + u * ex + v * ey
+
+    pts = np.array([[uv(p) for p in five] for five in both])  # (2, 5, 2)
+    left_u = pts[:, 3, 0].min() - 0.18 * d
+    right_u = pts[:, 4, 0].max() + 0.18 * d
+    chin_v = pts[:, 3:5, 1].max() + 0.3 * d
+    for k in range(2, 7):
+        u, v = uv(jaw[k])
+        jaw[k] = xy(min(u, left_u), v)
+    for k in range(10, 15):
+        u, v = uv(jaw[k])
+        jaw[k] = xy(max(u, right_u), v)
+    for k in range(6, 11):
+        u, v = uv(jaw[k])
+        jaw[k] = xy(u, max(v, chin_v))
+    eye_v = pts[:, 0:2, 1].max() + 0.22 * d
+    top["eyes_u"] = pts[:, 0:2, 0].ravel()
+    top["eyes_v"] = eye_v
+    nose_v = pts[:, 2, 1].min() - 0.18 * d
+    u, v = uv(top["bridge"])
+    top["bridge"] = xy(u, max(eye_v, min(v, nose_v)) if eye_v <= nose_v else (eye_v + nose_v) / 2)
+    for name in ("under_l", "under_r"):
+        u, v = uv(top[name])
+        top[name] = xy(u, max(v, eye_v))
+
+
+def _clear_eyes(outline: np.ndarray, g: _Geometry) -> np.ndarray:
+    """Push outline points within 0.3 eye distances (sideways) of an eye centre (the face's or the
+    template's) down to the eyes' clearance line, so no mask covers an eye."""
+    eyes_u, eye_v = g.anchors["clear"]
+    rel = outline - g.centre
+    u, v = rel @ g.ex, rel @ g.ey
+    near = (np.abs(u[:, None] - eyes_u[None, :]) < 0.3 * g.d).any(1)
+    v = np.where(near, np.maximum(v, eye_v), v)
+    return g.centre + np.outer(u, g.ex) + np.outer(v, g.ey)
+
+
 def _outline(kind: str, g: _Geometry) -> np.ndarray:
+    return _clear_eyes(_outline_raw(kind, g), g)
+
+
+def _outline_raw(kind: str, g: _Geometry) -> np.ndarray:
     a = g.anchors
     jaw = a["jaw"]
     if kind in ("surgical", "cloth"):
@@ -331,7 +392,9 @@ def _outline(kind: str, g: _Geometry) -> np.ndarray:
         side_l = [jaw[k] for k in (6, 5, 4, 3)]
         return _smooth(np.array(top + side_r + bottom + side_l))
     if kind == "N95":
-        inner = lambda k, t: _lerp(jaw[k], a["jaw_centre"], t)  # noqa: E731
+        def inner(k: int, t: float) -> np.ndarray:
+            return _lerp(jaw[k], a["jaw_centre"], t)
+
         top = [inner(2, 0.12), a["under_l"] + g.ey * 0.05 * g.d, a["bridge"] - g.ey * 0.03 * g.d,
                a["under_r"] + g.ey * 0.05 * g.d, inner(14, 0.12)]
         lower = [inner(12, 0.06), inner(10, 0.02), a["chin"], inner(6, 0.02), inner(4, 0.06)]

@@ -20,7 +20,14 @@ from occgen.build import BuildConfig, Job, build
 from occgen.cli import main
 from occgen.io import rng_for
 from occgen.masks import (
-    MASK_TYPES, MaskConfig, crop_landmarks, fit_face, mask_face, model_shape, parse_mask_types, six_points,
+    MASK_TYPES,
+    MaskConfig,
+    crop_landmarks,
+    fit_face,
+    mask_face,
+    model_shape,
+    parse_mask_types,
+    six_points,
     template_points,
 )
 from occgen.masktheface import load_templates
@@ -119,7 +126,7 @@ def test_never_drop_falls_back_to_template():
     face = fit_face(image, None, method="model")
     assert face.source == "template5" and face.reason
     noise = np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)
-    out, mask, info = mask_face(noise, rng_for(0, "noise"), MaskConfig())  # dlib, if present, may reject it
+    _, mask, info = mask_face(noise, rng_for(0, "noise"), MaskConfig())  # dlib, if present, may reject it
     assert mask.any() and info["landmarks"] in ("dlib68", "template5")
 
 
@@ -291,8 +298,8 @@ def test_masktheface_shared_templates(masktheface_dir):
         assert np.linalg.norm(projected - target, axis=1).mean() < (4.0 if t.side == "" else 8.0), name
     for kind in MASK_TYPES:
         for seed in range(3):
-            out, mask, info = mask_face(image, rng_for(seed, kind), MaskConfig(types=(kind,), landmarks="model"),
-                                        templates=tset)
+            _, mask, info = mask_face(image, rng_for(seed, kind), MaskConfig(types=(kind,), landmarks="model"),
+                                      templates=tset)
             assert info["variant"].startswith("mtf:") and 0.08 < info["ratio"] < 0.5
             assert not _inside(mask, template[0]) and not _inside(mask, template[1])
             assert _inside(mask, (template[3] + template[4]) / 2)
