@@ -232,8 +232,9 @@ def _library(path: str | None):
 @click.option("--kind", type=click.Choice(["occluder", "mask", "clean", "all"]), default=None,
               help="Which samples [default: mask for a masked dataset, else occluder].")
 @click.option("--by-type", is_flag=True, help="Folder form: one row of COLS samples per mask type (occluder category).")
+@click.option("--category", help="Folder form: only this mask type (or occluder category), e.g. N95.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which samples are drawn.")
-def preview(dataset, out, count, cols, scale, kind, by_type, seed) -> None:
+def preview(dataset, out, count, cols, scale, kind, by_type, category, seed) -> None:
     """Write a contact sheet of a built DATASET (folder form or shards) with red mask outlines.
 
     \b
@@ -251,7 +252,7 @@ def preview(dataset, out, count, cols, scale, kind, by_type, seed) -> None:
             with open(meta) if os.path.exists(meta) else open(os.devnull) as handle:
                 settings = json.loads(handle.read() or "{}").get("settings", {})
             kind = "mask" if settings.get("kind") == "mask" else "occluder"
-        path = run_preview(dataset, out, count, cols, seed, scale, kind, by_type)
+        path = run_preview(dataset, out, count, cols, seed, scale, kind, by_type, category)
     except (OccgenError, OSError, KeyError, ValueError) as err:
         raise click.ClickException(f"cannot preview {dataset}: {err}") from None
     click.echo(f"wrote {path}")

@@ -53,11 +53,11 @@ def _shard_samples(root: Path, count: int, rng: np.random.Generator) -> list[tup
 
 
 def preview(root: str | Path, out: str | Path | None = None, count: int = 48, cols: int = 12, seed: int = 0,
-            scale: int = 2, kind: str = "occluder", by_type: bool = False) -> Path:
+            scale: int = 2, kind: str = "occluder", by_type: bool = False, category: str | None = None) -> Path:
     """Write a PNG contact sheet of ``count`` random samples of a built dataset; returns its path.
 
     ``by_type`` (folder form): one row of ``cols`` samples per mask type or occluder category,
-    instead of ``count`` samples drawn from all.
+    instead of ``count`` samples drawn from all. ``category``: only that mask type (occluder category).
     """
     from occgen.io import encode, write_bytes_atomic
 
@@ -68,8 +68,10 @@ def preview(root: str | Path, out: str | Path | None = None, count: int = 48, co
         table = table[(table["status"] == "ok") & (table["path"] != "")]
         if kind != "all":
             table = table[table["kind"] == kind]
+        if category:
+            table = table[table["category"] == category]
         if table.empty:
-            raise OccgenError(f"no {kind} samples in {root}/manifest.csv")
+            raise OccgenError(f"no {kind} samples{f' of {category}' if category else ''} in {root}/manifest.csv")
         if by_type:
             picked = []
             for _, group in table.groupby("category", sort=True):
