@@ -510,7 +510,7 @@ def draw_mask(image: np.ndarray, face: FaceShape, kind: str, rng: np.random.Gene
         loops = [(a["cheek_l"], a["ear_l"]), (a["jaw"][4], a["ear_l"]), (a["cheek_r"], a["ear_r"]),
                  (a["jaw"][12], a["ear_r"])]
         for p0, p1 in loops:
-            layers.append((_line(shape, np.array([p0, p1]), 1) * 0.9, _colour_layer(shape, loop_colour)))
+            layers.append((_line(shape, np.array([p0, p1]), 1) * 0.9, np.asarray(loop_colour, np.float32)))
     elif kind == "N95":
         variant = "N95-" + str(rng.choice(["white", "cream"]))
         base = np.asarray((236, 236, 232) if variant.endswith("white") else (228, 220, 198), np.float32)
@@ -523,7 +523,7 @@ def draw_mask(image: np.ndarray, face: FaceShape, kind: str, rng: np.random.Gene
             p_hi = _lerp(a["jaw"][k_hi], a["jaw_centre"], 0.12)
             p_lo = _lerp(a["jaw"][k_lo], a["jaw_centre"], 0.06)
             for p, target in ((p_hi, ear - g.ey * 0.25 * g.d), (p_lo, ear + g.ey * 0.35 * g.d)):
-                layers.append((_line(shape, np.array([p, target]), 1), _colour_layer(shape, strap)))
+                layers.append((_line(shape, np.array([p, target]), 1), np.asarray(strap, np.float32)))
     elif kind == "KN95":
         variant = "KN95-" + str(rng.choice(["white", "black", "grey"]))
         base = np.asarray({"KN95-white": (238, 238, 238), "KN95-black": (40, 40, 42),
@@ -538,7 +538,7 @@ def draw_mask(image: np.ndarray, face: FaceShape, kind: str, rng: np.random.Gene
         loop_colour = base * 0.9
         for p0, p1 in ((a["cheek_l"], a["ear_l"]), (a["jaw"][3], a["ear_l"]), (a["cheek_r"], a["ear_r"]),
                        (a["jaw"][13], a["ear_r"])):
-            layers.append((_line(shape, np.array([p0, p1]), 1) * 0.9, _colour_layer(shape, loop_colour)))
+            layers.append((_line(shape, np.array([p0, p1]), 1) * 0.9, np.asarray(loop_colour, np.float32)))
     elif kind == "cloth":
         pattern = str(rng.choice(CLOTH_PATTERNS))
         names = list(CLOTH_COLOURS)
@@ -553,7 +553,7 @@ def draw_mask(image: np.ndarray, face: FaceShape, kind: str, rng: np.random.Gene
         colour *= (1 - 0.15 * seam)[..., None]
         for p0, p1 in ((a["cheek_l"], a["ear_l"]), (a["jaw"][4], a["ear_l"]), (a["cheek_r"], a["ear_r"]),
                        (a["jaw"][12], a["ear_r"])):
-            layers.append((_line(shape, np.array([p0, p1]), 1) * 0.85, _colour_layer(shape, c1 * 0.9)))
+            layers.append((_line(shape, np.array([p0, p1]), 1) * 0.85, np.asarray(c1 * 0.9, np.float32)))
     else:  # gas
         variant = "gas-" + str(rng.choice(["black", "olive"]))
         base = np.asarray((46, 46, 50) if variant.endswith("black") else (78, 84, 58), np.float32)
@@ -561,9 +561,9 @@ def draw_mask(image: np.ndarray, face: FaceShape, kind: str, rng: np.random.Gene
         for side, ear in ((-1, a["ear_l"]), (1, a["ear_r"])):
             up = ear - g.ey * 0.7 * g.d - g.ex * side * 0.05 * g.d
             anchor = a["jaw"][2] if side < 0 else a["jaw"][14]
-            layers.append((_line(shape, np.array([anchor, up]), 2), _colour_layer(shape, (30, 30, 32))))
+            layers.append((_line(shape, np.array([anchor, up]), 2), np.asarray((30, 30, 32), np.float32)))
             layers.append((_line(shape, np.array([a["jaw"][4 if side < 0 else 12], ear + g.ey * 0.45 * g.d]), 2),
-                           _colour_layer(shape, (30, 30, 32))))
+                           np.asarray((30, 30, 32), np.float32)))
     body_shading = shading[..., None]
     layers.append((body, colour * body_shading))
     if kind == "gas":  # two cartridges and a valve, drawn over the body

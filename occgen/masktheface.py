@@ -24,6 +24,7 @@ from occgen.library import OccgenError
 from occgen.masks import MASK_TYPES, YAW_TEMPLATE_SWITCH, FaceShape, six_points
 
 POINT_NAMES = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
+WORK_WIDTH = 192  # templates are shrunk once (area filter) to this width: crops are ~100 px wide
 
 
 @dataclass
@@ -33,8 +34,8 @@ class Template:
     name: str
     base: str  # the name without _left/_right, e.g. surgical_blue
     side: str  # "", "left" or "right"
-    rgba: np.ndarray  # uint8 (h, w, 4)
-    points: np.ndarray  # (6, 2) float, a..f
+    rgba: np.ndarray  # float32 (h, w, 4), colour premultiplied by alpha, at most WORK_WIDTH wide
+    points: np.ndarray  # (6, 2) float, a..f, in that picture's pixels
 
 
 @dataclass
@@ -127,10 +128,22 @@ def load_templates(folder: str | Path) -> TemplateSet:
         if _type_of(base) is None:
             problems.append(f"{name}: not one of the mask types {', '.join(MASK_TYPES)} (skipped)")
             continue
-        templates[name] = Template(name, base, side, cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA), points)
+        templates[name] = Template(name, base, side, *_prepare(cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA), points))
     if not any(t.side == "" for t in templates.values()):
         raise OccgenError(f"{cfg_path}: no usable mask template ({'; '.join(problems[:3])})")
     return TemplateSet(root, templates, problems)
+
+
+def _prepare(rgba: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiply the colour by alpha (no dark fringes when warped) and shrink to WORK_WIDTH."""
+    work = rgba.astype(np.float32)
+    work[..., :3] *= work[..., 3:] / 255.0
+    scale = min(1.0, WORK_WIDTH / rgba.shape[1])
+    if scale < 1.0:
+        size = (round(rgba.shape[1] * scale), round(rgba.shape[0] * scale))
+        work = cv2.resize(work, size, interpolation=cv2.INTER_AREA)
+        points = points * np.array([size[0] / rgba.shape[1], size[1] / rgba.shape[0]])
+    return work, points
 
 
 @functools.lru_cache(maxsize=4)
@@ -146,9 +159,7 @@ def fit_template(image: np.ndarray, template: Template, face_points: np.ndarray)
     matrix, _ = cv2.findHomography(template.points, face_points, 0)
     if matrix is None:
         matrix = np.vstack([cv2.estimateAffine2D(template.points, face_points)[0], [0, 0, 1]])
-    rgba = template.rgba.astype(np.float32)
-    rgba[..., :3] *= rgba[..., 3:] / 255.0  # premultiply, so the warp does not bleed black fringes
-    warped = cv2.warpPerspective(rgba, matrix, (w, h), flags=cv2.INTER_AREA if _shrinks(matrix) else cv2.INTER_LINEAR,
+    warped = cv2.warpPerspective(template.rgba, matrix, (w, h), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     alpha = np.clip(warped[..., 3] / 255.0, 0, 1)
     colour = warped[..., :3]
@@ -158,6 +169,3 @@ def fit_template(image: np.ndarray, template: Template, face_points: np.ndarray)
     out = image.astype(np.float32) * (1 - alpha[..., None]) + colour * gain
     return np.clip(np.rint(out), 0, 255).astype(np.uint8), alpha
 
-
-def _shrinks(matrix: np.ndarray) -> bool:
-    return abs(float(np.linalg.det(matrix[:2, :2]))) < 1.0

@@ -265,10 +265,12 @@ def test_masktheface_loader_synthetic(tmp_path):
 
     t = tset.templates["surgical"]
     flat = np.full((H, W, 3), 150, np.uint8)
-    out, alpha = fit_template(flat, t, t.points * 0.3 + np.array([5.0, 20.0]))
+    target = t.points * 0.5 + np.array([5.0, 20.0])  # t.points: in the shrunk working picture
+    out, alpha = fit_template(flat, t, target)
     mask = alpha > 0.5
     assert mask[50, 50] and not mask[10, 5] and not mask[100, 50]
-    assert mask.mean() == pytest.approx(78 * 48 / (H * W), abs=0.02)
+    width, height = target[2, 0] - target[0, 0], target[3, 1] - target[0, 1]
+    assert mask.mean() == pytest.approx(width * height / (H * W), abs=0.02)
     assert (out[mask][:, 0] > out[mask][:, 2]).all()  # the template's colour (BGRA 40,90,200: red in RGB)
     # types without a template are drawn procedurally
     _, _, info = mask_face(image, rng_for(0, "t"), MaskConfig(types=("gas",), landmarks="model"), templates=tset)
