@@ -249,12 +249,13 @@ def _source_landmarks(src: Path) -> dict[str, dict]:
 
 def _mask_sample(src: Path, sample: Sample, image: np.ndarray, rng: np.random.Generator, config: BuildConfig
                  ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One face mask, fitted to align-faces' landmarks of the image when its manifest has them."""
     row = _source_landmarks(src).get(sample.rel)
     points5 = crop_landmarks(row, *image.shape[:2]) if row else None
     out, mask, info = mask_face(image, rng, config.masks, points5, _STATE.get("templates"))
     if points5 is None and info["landmarks"] == "template5":
-        info["reason"] = "no landmarks in the aligned folder's manifest" + (f"; {info['reason']}" if info["reason"] and
-                                                                              "no landmarks" not in info["reason"] else "")
+        reasons = [r for r in info["reason"].split("; ") if r and not r.startswith("no landmarks")]
+        info["reason"] = "; ".join(["no landmarks in the aligned folder's manifest", *reasons])
     return out, mask.astype(np.uint8) * 255, info
 
 

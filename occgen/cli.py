@@ -113,7 +113,8 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
     """Occlude an aligned face folder into a dataset.
 
     Size mode: one of --factor, --scale-set, --ratio [default: --ratio 0.52 for lfw,
-    --scale-set 1:0.5:5 for folder]. Outputs follow docs/DESIGN.md: OUT/manifest.csv (one row
+    --scale-set 1:0.5:5 for folder]; occluders only, --kind mask has its own options (--mask-*,
+    --landmarks). Outputs follow docs/DESIGN.md: OUT/manifest.csv (one row
     per output and per failed input), OUT/dataset.json (settings, counts, coverage mean and
     spread), OUT/pairs.csv (lfw) or OUT/classes.csv (folder). Reruns resume.
 
