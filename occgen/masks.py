@@ -559,7 +559,7 @@ def draw_mask(image: np.ndarray, face: FaceShape, kind: str, rng: np.random.Gene
         base = np.asarray((46, 46, 50) if variant.endswith("black") else (78, 84, 58), np.float32)
         colour = _colour_layer(shape, base) * (1 + 0.04 * noise)[..., None]
         for side, ear in ((-1, a["ear_l"]), (1, a["ear_r"])):
-            up = ear - g.ey * 0.7 * g.d - g.ex * side * 0.05 * g.d
+            up = ear - g.ey * 0.3 * g.d  # the head strap runs up behind the ear
             anchor = a["jaw"][2] if side < 0 else a["jaw"][14]
             layers.append((_line(shape, np.array([anchor, up]), 2), np.asarray((30, 30, 32), np.float32)))
             layers.append((_line(shape, np.array([a["jaw"][4 if side < 0 else 12], ear + g.ey * 0.45 * g.d]), 2),
