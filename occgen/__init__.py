@@ -4,15 +4,20 @@ Public API (used by the trainer for on-the-fly occlusion)::
 
     from occgen import occlude, OcclusionConfig, load_library, rng_for
     image, mask, info = occlude(rgb_uint8, rng_for(seed, key), config=OcclusionConfig(ratio=0.52))
+    image, mask, info = mask_face(rgb_uint8, rng_for(seed, key), MaskConfig(types=("surgical", "N95")))
 """
 
 from occgen.io import rng_for, stable_hash
 from occgen.library import Occluder, OccluderLibrary, OccgenError, default_library, load_library
+from occgen.masks import MASK_TYPES, MaskConfig, mask_face
 from occgen.synth import OcclusionConfig, occlude, parse_scale_set
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MASK_TYPES",
+    "MaskConfig",
+    "mask_face",
     "OccgenError",
     "OcclusionConfig",
     "Occluder",

@@ -30,6 +30,7 @@ import pandas as pd
 
 from occgen.io import decode_rgb, encode, link_or_copy_atomic, rng_for, write_bytes_atomic
 from occgen.library import OccgenError, load_library
+from occgen.masks import MaskConfig, crop_landmarks, mask_face
 from occgen.pairs import read_pairs
 from occgen.synth import OcclusionConfig, calibrated_mean, occlude
 from occgen.writers import FolderWriter, ShardWriter
@@ -37,8 +38,9 @@ from occgen.writers import FolderWriter, ShardWriter
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MANIFEST_COLUMNS = [
     "path", "mask_path", "identity", "label", "source", "occluded", "kind", "category", "asset", "scale",
-    "ratio", "x", "y", "w", "h", "seed", "key", "shard", "status", "reason",
+    "ratio", "x", "y", "w", "h", "seed", "key", "shard", "status", "reason", "landmarks", "yaw",
 ]
+KINDS = ("occluder", "mask", "mixed")
 SPLIT = "train"
 
 
@@ -57,10 +59,21 @@ class BuildConfig:
     unit_size: int = 1000
     occluders: str | None = None
     pairs: str | None = None
+    kind: str = "occluder"  # occluder, mask or mixed (of the occluded samples, mask_fraction get masks)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    mask_fraction: float = 0.5
 
     def settings(self) -> dict:
         settings = asdict(self)
         settings["occlusion"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.occlusion).items()}
+        if self.kind == "occluder":  # occluder builds keep the settings they always had
+            for key in ("kind", "masks", "mask_fraction"):
+                settings.pop(key)
+        else:
+            settings["masks"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.masks).items()}
+            if self.kind == "mask":
+                settings.pop("occlusion")
+                settings.pop("mask_fraction")
         return settings
 
 
@@ -76,6 +89,10 @@ def dataset_name(config: BuildConfig, src: str | Path) -> str:
     else:
         tag, usual = f"r{occ.ratio:g}", "alpha"
     base = "lfw" if config.source == "lfw" else Path(src).resolve().name
+    if config.kind == "mask":
+        return f"{base}-masked"
+    if config.kind == "mixed":
+        tag += f"-m{config.mask_fraction:g}"
     name = f"{base}-occ-{tag}" + ("" if occ.blend == usual else f"-{occ.blend}")
     return name + ("-semantic" if occ.placement == "semantic" else "")
 
@@ -157,6 +174,14 @@ def _init_worker(config: BuildConfig) -> None:
 
     cv2.setNumThreads(1)
     _STATE["config"] = config
+    _STATE["landmarks"] = {}
+    if config.masks.templates and config.kind != "occluder":
+        from occgen.masktheface import load_templates_cached
+
+        _STATE["templates"] = load_templates_cached(config.masks.templates)
+    if config.kind == "mask":
+        _STATE["library"] = None
+        return
     library = load_library(config.occluders) if config.occluders else None
     if library is None:
         from occgen.library import default_library
@@ -186,7 +211,8 @@ def _run_unit(task: tuple[str, str, int, list[Sample]]) -> tuple[int, int]:
         with ShardWriter(out / shard) as writer:
             for _, outputs, row in written:
                 meta = {k: row[k] for k in ("label", "identity", "source", "occluded", "kind", "category", "asset",
-                                            "scale", "ratio", "x", "y", "w", "h", "seed") if row[k] != ""}
+                                            "scale", "ratio", "x", "y", "w", "h", "seed", "landmarks", "yaw")
+                        if row[k] != ""}
                 ext = config.image_format
                 writer.write({"__key__": outputs["name"], ext: outputs["image"], "mask.png": outputs["mask"],
                               "json": json.dumps(meta, sort_keys=True).encode()})
@@ -205,6 +231,32 @@ def _run_unit(task: tuple[str, str, int, list[Sample]]) -> tuple[int, int]:
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     write_bytes_atomic(piece, frame.to_csv(index=False).encode())
     return unit, len(written)
+
+
+def _source_landmarks(src: Path) -> dict[str, dict]:
+    """align-faces' manifest rows of ``src`` by path (landmarks in source pixels), once per worker."""
+    cache = _STATE.setdefault("landmarks", {})
+    if str(src) not in cache:
+        rows: dict[str, dict] = {}
+        manifest = src / "manifest.csv"
+        if manifest.exists():
+            table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+            if {"path", "lx1", "ly5"} <= set(table.columns):
+                rows = {r["path"]: r for r in table.to_dict("records") if r["path"] and r["lx1"]}
+        cache[str(src)] = rows
+    return cache[str(src)]
+
+
+def _mask_sample(src: Path, sample: Sample, image: np.ndarray, rng: np.random.Generator, config: BuildConfig
+                 ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One face mask, fitted to align-faces' landmarks of the image when its manifest has them."""
+    row = _source_landmarks(src).get(sample.rel)
+    points5 = crop_landmarks(row, *image.shape[:2]) if row else None
+    out, mask, info = mask_face(image, rng, config.masks, points5, _STATE.get("templates"))
+    if points5 is None and info["landmarks"] == "template5":
+        reasons = [r for r in info["reason"].split("; ") if r and not r.startswith("no landmarks")]
+        info["reason"] = "; ".join(["no landmarks in the aligned folder's manifest", *reasons])
+    return out, mask.astype(np.uint8) * 255, info
 
 
 def _make_sample(src: Path, sample: Sample, config: BuildConfig) -> tuple[list[dict], dict]:
@@ -227,6 +279,11 @@ def _make_sample(src: Path, sample: Sample, config: BuildConfig) -> tuple[list[d
         mask = np.zeros(image.shape[:2], np.uint8)
         row = dict(base, occluded=False, kind="clean", ratio=0.0)
         out_image = image
+    elif config.kind == "mask" or (config.kind == "mixed" and rng.random() < config.mask_fraction):
+        out_image, mask, info = _mask_sample(src, sample, image, rng, config)
+        row = dict(base, occluded=True, kind="mask", category=info["type"], asset=info["variant"],
+                   reason=info["reason"], landmarks=info["landmarks"], yaw=info["yaw"],
+                   **{k: info[k] for k in ("ratio", "x", "y", "w", "h")})
     else:
         out_image, mask, info = occlude(image, rng, _STATE["library"], config.occlusion)
         row = dict(base, occluded=True, kind="occluder", **{k: info[k] for k in
@@ -265,7 +322,7 @@ def _check_settings(out: Path, config: BuildConfig, overwrite: bool) -> None:
 def prepare_config(config: BuildConfig, first_image: np.ndarray | None) -> BuildConfig:
     """Fix everything derived once per build: the calibrated target mean of ratio mode."""
     occ = config.occlusion
-    if occ.mode == "ratio" and occ.target_mean is None and first_image is not None:
+    if config.kind != "mask" and occ.mode == "ratio" and occ.target_mean is None and first_image is not None:
         library = (load_library(config.occluders) if config.occluders else _default()).subset(occ.categories)
         h, w = first_image.shape[:2]
         occ = replace(occ, target_mean=round(calibrated_mean(library, occ, w, h), 6))
@@ -372,13 +429,25 @@ def assemble(out: Path, job: Job, config: BuildConfig, identities: list[str], fa
         write_bytes_atomic(out / "classes.csv", classes.to_csv(index=False).encode())
     if config.source == "lfw" and pairs is not None:
         summary["pairs"] = _write_pairs(out, ok, pairs)
-    occluded = ok[ok["kind"] == "occluder"]
+    occluded = ok[ok["kind"].isin(["occluder", "mask"])]
     ratio = occluded["ratio"].astype(float)
     summary["counts"] = {
         "inputs": int(manifest["source"].nunique()), "failed_inputs": int(manifest.loc[manifest["status"] == "failed", "source"].nunique()),
         "samples": int(len(ok)), "occluded": int(len(occluded)), "clean": int((ok["kind"] == "clean").sum()),
         "classes": len(identities),
     }
+    masked = ok[ok["kind"] == "mask"]
+    if config.kind != "occluder":
+        summary["counts"]["masked"] = int(len(masked))
+        summary["counts"]["occluder"] = int((ok["kind"] == "occluder").sum())
+        summary["landmarks"] = {k: int(v) for k, v in masked["landmarks"].value_counts().sort_index().items()}
+        summary["masks"] = {
+            t: {"count": int(len(g)), "mean": round(float(g["ratio"].astype(float).mean()), 5),
+                "std": round(float(g["ratio"].astype(float).std(ddof=0)), 5),
+                "min": round(float(g["ratio"].astype(float).min()), 5),
+                "max": round(float(g["ratio"].astype(float).max()), 5),
+                "template_fallbacks": int((g["landmarks"] == "template5").sum())}
+            for t, g in masked.groupby("category")}
     if len(ratio):
         summary["coverage"] = {
             "mean": round(float(ratio.mean()), 5), "std": round(float(ratio.std(ddof=0)), 5),
@@ -394,7 +463,7 @@ def assemble(out: Path, job: Job, config: BuildConfig, identities: list[str], fa
 
 def _write_pairs(out: Path, ok: pd.DataFrame, pairs) -> dict:
     clean = {r["source"].rsplit(".", 1)[0]: r["path"] for r in ok[ok["kind"] == "clean"].to_dict("records")}
-    occl = {r["source"].rsplit(".", 1)[0]: r["path"] for r in ok[ok["kind"] == "occluder"].to_dict("records")}
+    occl = {r["source"].rsplit(".", 1)[0]: r["path"] for r in ok[ok["kind"].isin(["occluder", "mask"])].to_dict("records")}
     rows, skipped = [], []
     for pair in pairs.pairs:
         a, b = pair.stem1, pair.stem2

@@ -26,6 +26,15 @@ def _categories(ctx, param, value: str | None):
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+def _mask_types(ctx, param, value: str | None):
+    from occgen.masks import parse_mask_types
+
+    try:
+        return parse_mask_types(value) if value else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
 def _clean_ratio(ctx, param, value: str) -> float:
     try:
         clean, occluded = (float(v) for v in value.split(":"))
@@ -37,6 +46,20 @@ def _clean_ratio(ctx, param, value: str) -> float:
 
 
 @main.command(context_settings=CONTEXT)
+@click.option("--kind", type=click.Choice(["occluder", "mask", "mixed"]), default="occluder", show_default=True,
+              help="occluder: FROM-style occluders. mask: landmark-fitted face masks (LFW-Masked with --source lfw). "
+                   "mixed: each occluded sample gets a mask with probability --mask-fraction, else an occluder.")
+@click.option("--mask-types", callback=_mask_types,
+              help="Comma-separated mask types drawn per image [default: all: surgical,N95,KN95,cloth,gas].")
+@click.option("--mask-templates", type=click.Path(),
+              help="A MaskTheFace template folder (masks.cfg + RGBA templates): fit its templates by homography "
+                   "instead of drawing the masks; types without a template are drawn.")
+@click.option("--mask-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="--kind mixed: of the occluded samples, the fraction that get masks (the rest get occluders).")
+@click.option("--landmarks", type=click.Choice(["auto", "dlib", "model"]), default="auto", show_default=True,
+              help="Mask fitting: auto = dlib 68 points when dlib and its model are installed, else the 5-point "
+                   "face-shape model; dlib = require dlib; model = never dlib. Any failure falls back to the "
+                   "template landmarks (recorded in the manifest); no face is dropped.")
 @click.option("--source", type=click.Choice(["lfw", "folder"]), required=True,
               help="lfw: every image occluded once, next to a clean copy, plus pairs.csv (evaluation set). "
                    "folder: any identity-folder tree to a training set with clean and occluded samples.")
@@ -84,13 +107,14 @@ def _clean_ratio(ctx, param, value: str) -> float:
 @click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Rebuild everything instead of resuming finished units.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend, placement, true_mask, pick, categories,
+def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend, placement, true_mask, pick, categories,
           occluders, clean_ratio, copies, fmt, image_format, jpeg_quality, shard_size, seed, workers, shard_index,
           num_shards, overwrite, quiet) -> None:
     """Occlude an aligned face folder into a dataset.
 
     Size mode: one of --factor, --scale-set, --ratio [default: --ratio 0.52 for lfw,
-    --scale-set 1:0.5:5 for folder]. Outputs follow docs/DESIGN.md: OUT/manifest.csv (one row
+    --scale-set 1:0.5:5 for folder]; occluders only, --kind mask has its own options (--mask-*,
+    --landmarks). Outputs follow docs/DESIGN.md: OUT/manifest.csv (one row
     per output and per failed input), OUT/dataset.json (settings, counts, coverage mean and
     spread), OUT/pairs.csv (lfw) or OUT/classes.csv (folder). Reruns resume.
 
@@ -99,8 +123,11 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
       occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-3.0 --factor 3.0 --blend rect
       occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
       occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
+      occgen build --source lfw --kind mask --src lfw-aligned --pairs pairs.txt --out lfw-masked
+      occgen build --source folder --kind mixed --mask-fraction 0.5 --src casia-aligned --out casia-mixed
     """
-    from occgen.build import BuildConfig, Job, build as run_build, dataset_name
+    from occgen.build import BuildConfig, Job, dataset_name
+    from occgen.build import build as run_build
     from occgen.library import OccgenError
     from occgen.synth import OcclusionConfig, parse_scale_set
 
@@ -119,7 +146,28 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
         )
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
+    from occgen.masks import MaskConfig
+
+    if kind == "occluder" and (mask_types or mask_templates):
+        raise click.UsageError("--mask-types and --mask-templates need --kind mask or --kind mixed")
+    masks = MaskConfig(types=mask_types or MaskConfig().types, landmarks=landmarks,
+                       templates=os.path.abspath(mask_templates) if mask_templates else None)
+    try:
+        if mask_templates:
+            from occgen.masktheface import load_templates
+
+            templates = load_templates(mask_templates)
+            for problem in templates.problems:
+                click.echo(f"warning: {problem}", err=True)
+        if landmarks == "dlib":
+            from occgen.masks import dlib_predictor
+
+            if dlib_predictor() is None:
+                raise OccgenError("--landmarks dlib: dlib or its 68-point model (face_recognition_models) is not installed")
+    except OccgenError as err:
+        raise click.ClickException(str(err)) from None
     config = BuildConfig(
+        kind=kind, masks=masks, mask_fraction=mask_fraction,
         source=source, occlusion=occlusion, seed=seed, copies=copies, clean=clean_ratio,
         format=fmt or ("folder" if source == "lfw" else "shards"), image_format=image_format,
         jpeg_quality=jpeg_quality, unit_size=shard_size,
@@ -130,10 +178,11 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
     workers = (os.cpu_count() or 1) if workers is None else workers
     job = Job(src, out, config, shard_index, num_shards, workers, sys.argv)
     try:
-        library = _library(occluders)
-        for problem in library.problems:
-            click.echo(f"warning: {problem}", err=True)
-        library.subset(categories)
+        if kind != "mask":
+            library = _library(occluders)
+            for problem in library.problems:
+                click.echo(f"warning: {problem}", err=True)
+            library.subset(categories)
         summary = run_build(job, progress=not quiet, overwrite=overwrite)
     except OccgenError as err:
         raise click.ClickException(str(err)) from None
@@ -154,6 +203,11 @@ def build(source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend
         cov = summary["coverage"]
         click.echo(f"coverage: mean {cov['mean'] * 100:.2f} %, std {cov['std'] * 100:.2f}, "
                    f"5-95 % {cov['p05'] * 100:.1f}-{cov['p95'] * 100:.1f} %")
+    for mask_type, m in summary.get("masks", {}).items():
+        click.echo(f"  {mask_type:<9} {m['count']:>6} masks, coverage mean {m['mean'] * 100:.1f} % "
+                   f"({m['min'] * 100:.1f}-{m['max'] * 100:.1f}), {m['template_fallbacks']} on template landmarks")
+    if "landmarks" in summary:
+        click.echo("landmarks: " + ", ".join(f"{k} {v}" for k, v in summary["landmarks"].items()))
     if "pairs" in summary:
         p = summary["pairs"]
         click.echo(f"pairs: {p['written']} of {p['read']} written to {os.path.join(out, 'pairs.csv')}")
@@ -176,15 +230,30 @@ def _library(path: str | None):
 @click.option("--count", type=click.IntRange(1, 1000), default=48, show_default=True, help="Samples shown.")
 @click.option("--cols", type=click.IntRange(1, 100), default=12, show_default=True)
 @click.option("--scale", type=click.IntRange(1, 8), default=2, show_default=True, help="Pixel magnification.")
-@click.option("--kind", type=click.Choice(["occluder", "clean", "all"]), default="occluder", show_default=True)
+@click.option("--kind", type=click.Choice(["occluder", "mask", "clean", "all"]), default=None,
+              help="Which samples [default: mask for a masked dataset, else occluder].")
+@click.option("--by-type", is_flag=True, help="Folder form: one row of COLS samples per mask type (occluder category).")
+@click.option("--category", help="Folder form: only this mask type (or occluder category), e.g. N95.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which samples are drawn.")
-def preview(dataset, out, count, cols, scale, kind, seed) -> None:
-    """Write a contact sheet of a built DATASET (folder form or shards) with red mask outlines."""
+def preview(dataset, out, count, cols, scale, kind, by_type, category, seed) -> None:
+    """Write a contact sheet of a built DATASET (folder form or shards) with red mask outlines.
+
+    \b
+    Example (one row per mask type):
+      occgen preview lfw-masked --by-type --cols 8 --out masks-by-type.png
+    """
     from occgen.library import OccgenError
     from occgen.preview import preview as run_preview
 
     try:
-        path = run_preview(dataset, out, count, cols, seed, scale, kind)
+        if kind is None:
+            import json
+
+            meta = os.path.join(dataset, "dataset.json")
+            with open(meta) if os.path.exists(meta) else open(os.devnull) as handle:
+                settings = json.loads(handle.read() or "{}").get("settings", {})
+            kind = "mask" if settings.get("kind") == "mask" else "occluder"
+        path = run_preview(dataset, out, count, cols, seed, scale, kind, by_type, category)
     except (OccgenError, OSError, KeyError, ValueError) as err:
         raise click.ClickException(f"cannot preview {dataset}: {err}") from None
     click.echo(f"wrote {path}")

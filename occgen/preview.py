@@ -25,6 +25,8 @@ def _folder_samples(root: Path, manifest: pd.DataFrame) -> list[tuple[np.ndarray
 
 
 def _caption(row: dict) -> str:
+    if str(row.get("kind")) == "mask":
+        return f"{str(row.get('asset', '')).replace('mtf:', '')[:12]} {float(row['ratio']) * 100:.0f}%"
     if str(row.get("kind")) != "occluder":
         return "clean"
     return f"{str(row.get('category', ''))[:10]} {float(row['ratio']) * 100:.0f}%"
@@ -51,8 +53,12 @@ def _shard_samples(root: Path, count: int, rng: np.random.Generator) -> list[tup
 
 
 def preview(root: str | Path, out: str | Path | None = None, count: int = 48, cols: int = 12, seed: int = 0,
-            scale: int = 2, kind: str = "occluder") -> Path:
-    """Write a PNG contact sheet of ``count`` random samples of a built dataset; returns its path."""
+            scale: int = 2, kind: str = "occluder", by_type: bool = False, category: str | None = None) -> Path:
+    """Write a PNG contact sheet of ``count`` random samples of a built dataset; returns its path.
+
+    ``by_type`` (folder form): one row of ``cols`` samples per mask type or occluder category,
+    instead of ``count`` samples drawn from all. ``category``: only that mask type (occluder category).
+    """
     from occgen.io import encode, write_bytes_atomic
 
     root = Path(root)
@@ -62,9 +68,17 @@ def preview(root: str | Path, out: str | Path | None = None, count: int = 48, co
         table = table[(table["status"] == "ok") & (table["path"] != "")]
         if kind != "all":
             table = table[table["kind"] == kind]
+        if category:
+            table = table[table["category"] == category]
         if table.empty:
-            raise OccgenError(f"no {kind} samples in {root}/manifest.csv")
-        rows = table.iloc[sorted(rng.choice(len(table), size=min(count, len(table)), replace=False))]
+            raise OccgenError(f"no {kind} samples{f' of {category}' if category else ''} in {root}/manifest.csv")
+        if by_type:
+            picked = []
+            for _, group in table.groupby("category", sort=True):
+                picked.append(group.iloc[sorted(rng.choice(len(group), size=cols, replace=len(group) < cols))])
+            rows = pd.concat(picked)
+        else:
+            rows = table.iloc[sorted(rng.choice(len(table), size=min(count, len(table)), replace=False))]
         samples = _folder_samples(root, rows)
     else:
         samples = _shard_samples(root, count, rng)
