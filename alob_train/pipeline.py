@@ -65,7 +65,7 @@ class Size:
 SIZES = {
     "quick": Size("quick", train_people=60, pairs_per_fold=60, copies=1, epochs=1, milestones="1",
                   cam_images=300),
-    "full": Size("full", train_people=None, pairs_per_fold=None, copies=3, epochs=3, milestones="2",
+    "full": Size("full", train_people=None, pairs_per_fold=None, copies=3, epochs=2, milestones="1",
                  cam_images=None),
 }
 

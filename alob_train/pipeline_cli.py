@@ -42,7 +42,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--quick", "size", flag_value="quick", help="Small run, < 15 min on 2 CPU cores: the 60 training "
               "people with most images, 60+60 test pairs per fold, 1 epoch.")
 @click.option("--full", "size", flag_value="full", default=True, help="[default] Every training person "
-              "(5,373 images for folds 1-5), all 3,000 test pairs, 3 epochs of 3 samples per image.")
+              "(5,373 images for folds 1-5), all 3,000 test pairs, 2 epochs of 3 samples per image.")
 @click.option("--lfw-dir", type=click.Path(file_okay=False), default=None,
               help="LFW: a folder with lfw-deepfunneled/ and pairs.txt [default: $ALOB_DATA/lfw, else a previous "
                    "download in WORK/lfw, else downloaded from LFW's site when online, MD5-checked].")
