@@ -47,7 +47,7 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     import torch
 
     from alob_train.checkpoint import load_model
-    from alob_train.evaluate import model_embedder
+    from alob_train.evaluate import fuse_conv_bn, model_embedder
 
     run = Path(checkpoint)
     if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
@@ -57,8 +57,9 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     except (FileNotFoundError, KeyError, RuntimeError) as err:
         raise click.ClickException(f"cannot load checkpoint {checkpoint}: {err}") from None
     name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"
-    model = model.to(memory_format=torch.channels_last)  # ~1.5-2x faster convolutions on CPU
-    return model_embedder(model, tuple(cfg["input_size"]), channels_last=True), name, model, cfg
+    # BatchNorms folded into their convolutions, channels_last (~1.5-2x faster convolutions on CPU)
+    fast = fuse_conv_bn(model).to(memory_format=torch.channels_last)
+    return model_embedder(fast, tuple(cfg["input_size"]), channels_last=True), name, model, cfg
 
 
 def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
@@ -249,8 +250,6 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
     from alob_train.cam import CAM_LAYERS, cam_target_layer
     from alob_train.cam_eval import CamDataError, grid_figure, pick_grid_rows, read_occluded_set, score_set, write_cam_report
 
-    import torch
-
     start = time.perf_counter()
     try:
         dataset = read_occluded_set(data)
@@ -259,7 +258,6 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
     if dataset.rows.empty:
         raise click.ClickException(f"{data}: no occluded image with a saved mask to score ({dataset.counts})")
     _, name, model, cfg = _checkpoint_embedder(checkpoint, which)
-    model = model.to(memory_format=torch.contiguous_format)
     backbone = model.trimmer if network == "trimmer" else model.identifier
     if backbone is None:
         raise click.ClickException(f"{name} is a {cfg['variant']} model without a Trimmer; use --network identifier "

@@ -184,3 +184,23 @@ def test_cam_subcommand_errors(tmp_path):
     assert len(baseline.output.strip().splitlines()) == 1
     help_text = runner.invoke(main, ["cam", "--help"]).output
     assert "--limit" in help_text and "pointing game" in help_text
+
+
+def test_folded_batchnorms_keep_the_embedding():
+    import torch
+
+    from alob_train.evaluate import fuse_conv_bn
+    from alob_train.model import ALOB
+
+    torch.manual_seed(0)
+    for backbone in ("resnet18", "iresnet18"):
+        model = ALOB(5, backbone, "alob").eval()
+        for module in model.modules():  # trained-looking statistics, so that folding matters
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+        fused = fuse_conv_bn(model)
+        left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert left < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 2
+        x = torch.randn(2, 3, 112, 96)
+        torch.testing.assert_close(fused.embed(x), model.embed(x), rtol=1e-4, atol=1e-4)
