@@ -19,8 +19,8 @@ Which layer is explained: :func:`cam_target_layer` (the trunk's second-to-last c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -101,9 +101,8 @@ def cam_maps(network: torch.nn.Module, target_layer: torch.nn.Module, images: to
     was_training = network.training
     network.eval()
     try:
-        with _gradients_from(network, target_layer):
-            with cls(model=network, target_layers=[target_layer]) as cam:
-                maps = cam(input_tensor=images, targets=[EmbeddingNorm()] * len(images))
+        with _gradients_from(network, target_layer), cls(model=network, target_layers=[target_layer]) as cam:
+            maps = cam(input_tensor=images, targets=[EmbeddingNorm()] * len(images))
     finally:
         network.train(was_training)
     return np.asarray(maps, dtype=np.float32)

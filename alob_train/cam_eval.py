@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -231,22 +232,22 @@ LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "centre-prior": "cen
 
 
 def _pct(value: float) -> str:
-    return "–" if value != value else f"{100 * value:.1f}"
+    return "–" if math.isnan(value) else f"{100 * value:.1f}"
 
 
 def _num(value: float) -> str:
-    return "–" if value != value else f"{value:.3f}"
+    return "–" if math.isnan(value) else f"{value:.3f}"
 
 
 def cam_markdown(report: dict) -> str:
     """cam.md: the overall table, the per-category table and how to read them."""
     meta, counts, overall = report["meta"], report["counts"], report["results"]["overall"]
     lines = [f"# Trimmer attention vs true occlusion masks: {meta['model']}", "",
-             f"Set `{meta['data']}`: {counts['scored']} occluded images scored "
+             (f"Set `{meta['data']}`: {counts['scored']} occluded images scored "
              f"({counts['occluded_rows']} occluded rows in the manifest; left out: {counts['failed']} failed, "
              f"{counts['no_mask']} without mask, {counts['missing_image']} missing image, "
              f"{counts['not_sampled']} outside --limit, {counts['unscorable']} with an empty or full mask). "
-             f"CAM layer: {meta['layer']}.", "",
+             f"CAM layer: {meta['layer']}."), "",
              "| map | images | pointing game (%) | AUC, mean per image | AUC, pooled pixels | flat maps |",
              "|---|---|---|---|---|---|"]
     for name in MAPS:
@@ -254,19 +255,19 @@ def cam_markdown(report: dict) -> str:
         lines.append(f"| {LABELS[name]} | {r['images']} | {_pct(r['pointing_game'])} | {_num(r['auc_mean'])} | "
                      f"{_num(r['auc_pooled'])} | {r['flat']} |")
     fraction = next(iter(overall.values()))["mask_fraction"]
-    lines += ["", f"The masks cover {_pct(fraction)} % of the pixels: a map that ignores the occluder hits it in the "
-              "pointing game about that often and has AUC 0.5.", "",
+    lines += ["", (f"The masks cover {_pct(fraction)} % of the pixels: a map that ignores the occluder hits it in the "
+              "pointing game about that often and has AUC 0.5."), "",
               "Per occluder category (pointing game % / mean AUC):", "",
               "| category | images | " + " | ".join(LABELS[n] for n in MAPS) + " |",
               "|---|---|" + "---|" * len(MAPS)]
     for category, maps in report["results"]["per_category"].items():
         cells = [f"{_pct(maps[n]['pointing_game'])} / {_num(maps[n]['auc_mean'])}" for n in MAPS]
         lines.append(f"| {category} | {maps['gradcam']['images']} | " + " | ".join(cells) + " |")
-    lines += ["", "Reading: the pointing game is the fraction of images whose CAM peak lies on the occluder (ties "
+    lines += ["", ("Reading: the pointing game is the fraction of images whose CAM peak lies on the occluder (ties "
               "share the hit); AUC is the probability that a random occluded pixel gets a higher CAM value than a "
               "random clean one (per image, then averaged; and over all pixels of all images pooled). "
               "CAM target: the squared norm of the network's embedding. "
-              f"{meta['seconds']} s.", ""]
+              f"{meta['seconds']} s."), ""]
     return "\n".join(lines)
 
 
@@ -276,7 +277,7 @@ def _no_nan(value):
         return {k: _no_nan(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_no_nan(v) for v in value]
-    return None if isinstance(value, float) and value != value else value
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def write_cam_report(out: str | Path, report: dict, grid_png: bytes) -> None:

@@ -248,7 +248,14 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
       alob-eval cam --data lfw-occ-3.0/ --checkpoint runs/alob-r18 --out report-cam/
     """
     from alob_train.cam import CAM_LAYERS, cam_target_layer
-    from alob_train.cam_eval import CamDataError, grid_figure, pick_grid_rows, read_occluded_set, score_set, write_cam_report
+    from alob_train.cam_eval import (
+        CamDataError,
+        grid_figure,
+        pick_grid_rows,
+        read_occluded_set,
+        score_set,
+        write_cam_report,
+    )
 
     start = time.perf_counter()
     try:

@@ -6,6 +6,8 @@ The timed code is what ``alob-eval --checkpoint RUN --bench lfw=DIR@pairs.txt`` 
 parsing its arguments (:func:`alob_train.eval_cli._vectors_for`, then
 :func:`alob_train.evaluate.evaluate_benchmarks`). ``--images N`` embeds only the first N unique
 images and scores the pairs on random vectors for the rest (the metrics cost the same).
+Wall seconds and the process's CPU seconds are both reported: on a shared machine the wall time
+depends on the other jobs, the CPU time much less.
 Usage:
 
     python bench/eval.py [--lfw-dir DIR] [--pairs pairs.txt] [--images N] [--repeats 3]
@@ -27,14 +29,16 @@ import torch
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from alob_train.checkpoint import save_untrained  # noqa: E402
-from alob_train.eval_cli import _vectors_for  # noqa: E402
-from alob_train.evaluate import Benchmark, evaluate_benchmarks  # noqa: E402
-from alob_train.pairs import read_pairs  # noqa: E402
+from alob_train.checkpoint import save_untrained
+from alob_train.eval_cli import _vectors_for
+from alob_train.evaluate import Benchmark, evaluate_benchmarks
+from alob_train.pairs import read_pairs
 
 
-def once(run: Path, bench: Benchmark, paths: list[str], batch_size: int) -> tuple[float, float]:
-    """(embedding seconds, metrics seconds) of one pass of alob-eval's path."""
+def once(run: Path, bench: Benchmark, paths: list[str], batch_size: int) -> tuple[float, float, float]:
+    """(embedding seconds, metrics seconds, CPU seconds of the process) of one pass of
+    alob-eval's path."""
+    cpu = time.process_time()
     start = time.perf_counter()
     vectors, _ = _vectors_for([(bench.root, paths)], {"checkpoint": str(run), "which": "last"}, False,
                               batch_size, quiet=True)
@@ -46,7 +50,7 @@ def once(run: Path, bench: Benchmark, paths: list[str], batch_size: int) -> tupl
         if p not in vectors:
             vectors[p] = rng.normal(size=dim)
     evaluate_benchmarks([bench], vectors, (1e-3, 1e-4), "roc")
-    return middle - start, time.perf_counter() - middle
+    return middle - start, time.perf_counter() - middle, time.process_time() - cpu
 
 
 def main() -> None:
@@ -72,12 +76,14 @@ def main() -> None:
             embed = statistics.median(t[0] for t in times)
             metrics = statistics.median(t[1] for t in times)
             total = statistics.median(t[0] + t[1] for t in times)
-            rows.append((variant, embed, metrics, total, len(paths) / embed))
-            print(f"{variant}: " + ", ".join(f"{a + b:.1f}" for a, b in times) + " s", flush=True)
-    print(f"\n| model | images | embedding (s) | metrics (s) | total (s) | images/s | < 60 s |")
-    print("|---|---|---|---|---|---|---|")
-    for variant, embed, metrics, total, rate in rows:
-        print(f"| ResNet18 {variant} | {len(paths)} | {embed:.1f} | {metrics:.1f} | {total:.1f} | {rate:.0f} | "
+            cpu = statistics.median(t[2] for t in times)
+            rows.append((variant, embed, metrics, total, cpu, len(paths) / embed))
+            print(f"{variant}: " + ", ".join(f"{a + b:.1f} s wall, {c:.1f} s CPU" for a, b, c in times), flush=True)
+    print(f"\nload average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print("\n| model | images | embedding (s) | metrics (s) | total (s) | CPU (s) | images/s | total < 60 s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for variant, embed, metrics, total, cpu, rate in rows:
+        print(f"| ResNet18 {variant} | {len(paths)} | {embed:.1f} | {metrics:.1f} | {total:.1f} | {cpu:.1f} | {rate:.0f} | "
               f"{'yes' if total < 60 else 'no'} |")
 
 

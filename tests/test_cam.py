@@ -111,7 +111,7 @@ def test_quantised_auc_matches_sklearn_and_baselines_score_chance():
         m[y : y + 16, x : x + 18] = True
     cams = np.clip(masks * 0.2 + rng.random(masks.shape) * 0.9, 0, 1)
     acc = MaskOverlap()
-    hits, aucs = acc.update(cams[:25], masks[:25])
+    _, aucs = acc.update(cams[:25], masks[:25])
     acc.update(cams[25:], masks[25:])
     exact = [roc_auc_score(m.ravel(), c.ravel()) for c, m in zip(cams, masks)]
     np.testing.assert_allclose(aucs, exact[:25], atol=1e-3)
