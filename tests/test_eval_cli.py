@@ -165,6 +165,11 @@ def test_cam_subcommand_end_to_end(tmp_path):
                                    "--limit", "3", "--rows", "2", "--quiet"])
     assert limited.exit_code == 0, limited.output
     assert json.loads((tmp_path / "c2" / "cam.json").read_text())["counts"]["not_sampled"] == 7
+    base = save_untrained(tmp_path / "base", "resnet18", "baseline")  # no Trimmer: its one backbone on request
+    identifier = runner.invoke(main, ["cam", "--data", str(data), "--checkpoint", str(base), "--network", "identifier",
+                                      "--out", str(tmp_path / "c3"), "--limit", "2", "--rows", "1", "--quiet"])
+    assert identifier.exit_code == 0, identifier.output
+    assert json.loads((tmp_path / "c3" / "cam.json").read_text())["meta"]["network"] == "identifier"
 
 
 def test_cam_subcommand_errors(tmp_path):
