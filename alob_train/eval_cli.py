@@ -245,6 +245,7 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
     OUT/cam.json, OUT/cam.md and OUT/cam_grid.png (clean and occluded images with their CAMs).
     The CAM layer is the backbone's second-to-last convolution (alob_train.cam.cam_target_layer).
 
+    \b
       alob-eval cam --data lfw-occ-3.0/ --checkpoint runs/alob-r18 --out report-cam/
     """
     from alob_train.cam import CAM_LAYERS, cam_target_layer
