@@ -70,3 +70,20 @@ def load_model(run_or_file: str | Path, which: str = "last", map_location: str |
                  cfg["dropout"], cfg["classifier"], cfg["detach_fpp"], cfg["grl_coeff"], cfg["scale"], cfg["margin"])
     model.load_state_dict(state["model"])
     return model.eval(), cfg
+
+
+def save_untrained(run: str | Path, backbone: str = "resnet18", variant: str = "alob",
+                   input_size: tuple[int, int] = (112, 96), classes: int = 10, seed: int = 0) -> Path:
+    """Save a randomly initialised model as ``run/checkpoints/last.pt``, loadable by
+    :func:`load_model` like a trained run (for tests and timing benchmarks); returns ``run``."""
+    from alob_train.engine import TrainConfig
+    from alob_train.model import ALOB
+
+    config = TrainConfig(data="", out=str(run), backbone=backbone, variant=variant, input_size=tuple(input_size))
+    torch.manual_seed(seed)
+    model = ALOB(classes, backbone, variant, tuple(input_size), config.dim, config.dropout, config.classifier,
+                 config.detach_fpp, config.grl_coeff, config.scale, config.margin)
+    state = {"model": model.state_dict(), "classes": [f"class{k}" for k in range(classes)],
+             "config": config.to_json(), "epoch": 0, "step": 0}
+    save_checkpoint(state, Path(run) / "checkpoints" / "last.pt")
+    return Path(run)

@@ -30,6 +30,30 @@ class Benchmark:
     root: Path
 
 
+def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` for inference with every BatchNorm2d that directly follows a Conv2d
+    folded into that convolution (adjacent in an ``nn.Sequential``, or torchvision's
+    ``convK``/``bnK`` pairs of a BasicBlock). Eval-mode outputs are unchanged up to float
+    rounding; each folded BatchNorm pass is saved."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for module in fused.modules():
+        if isinstance(module, torch.nn.Sequential):
+            for k in range(len(module) - 1):
+                conv, bn = module[k], module[k + 1]
+                if isinstance(conv, torch.nn.Conv2d) and type(bn) is torch.nn.BatchNorm2d:
+                    module[k], module[k + 1] = fuse_conv_bn_eval(conv, bn), torch.nn.Identity()
+        for k in (1, 2, 3):
+            conv, bn = getattr(module, f"conv{k}", None), getattr(module, f"bn{k}", None)
+            if isinstance(conv, torch.nn.Conv2d) and type(bn) is torch.nn.BatchNorm2d:
+                setattr(module, f"conv{k}", fuse_conv_bn_eval(conv, bn))
+                setattr(module, f"bn{k}", torch.nn.Identity())
+    return fused
+
+
 def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device | str = "cpu",
                    channels_last: bool = False) -> Embedder:
     """An :data:`Embedder` over a trained ALOB model (any variant's ``embed``): images are resized
@@ -38,7 +62,7 @@ def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: 
 
     from alob_train.constants import normalize
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> np.ndarray:
         batch = []
         for image in images:
@@ -81,14 +105,25 @@ def validate_folder(model: torch.nn.Module, root: str | Path, input_size: tuple[
 def embed_paths(embed: Embedder, paths: Sequence[str], batch_size: int = 64, flip: bool = False,
                 progress: bool = True) -> dict[str, np.ndarray]:
     """Embed each image once; with ``flip`` the embedding is the sum over the image and its
-    mirror (flip-test fusion)."""
+    mirror (flip-test fusion). The next batch is decoded in a background thread while the
+    model embeds the current one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
+    def decode(start: int) -> list[np.ndarray]:
+        return [read_rgb(p) for p in paths[start : start + batch_size]]
+
     out: dict[str, np.ndarray] = {}
-    with tqdm(total=len(paths), unit="img", desc="embedding", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
+    starts = range(0, len(paths), batch_size)
+    with ThreadPoolExecutor(max_workers=1) as pool, \
+            tqdm(total=len(paths), unit="img", desc="embedding", disable=not progress) as bar:
+        pending = pool.submit(decode, 0) if len(paths) else None
+        for start in starts:
+            images = pending.result()
+            if start + batch_size < len(paths):
+                pending = pool.submit(decode, start + batch_size)
             chunk = list(paths[start : start + batch_size])
-            images = [read_rgb(p) for p in chunk]
             vectors = np.asarray(embed(images), dtype=np.float64)
             if flip:
                 vectors = vectors + np.asarray(embed([np.ascontiguousarray(i[:, ::-1]) for i in images]), dtype=np.float64)

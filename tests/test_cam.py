@@ -55,3 +55,73 @@ def test_mask_overlap_hand_known():
     # image 0: one of two masked pixels ranks first, the other ties with 14 clean zeros -> AUC 0.75
     # image 1: the masked pixel ties with 14 clean zeros and one clean pixel ranks above -> AUC 14*0.5/15
     assert result["auc_mean"] == pytest.approx((0.75 + 7 / 15) / 2)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "iresnet18", "iresnet50", "lightcnn9"])
+def test_cam_layer_is_the_second_to_last_convolution(name):
+    from alob_train.backbones import MFM, build_backbone
+    from alob_train.cam import CAM_LAYERS, cam_target_layer
+
+    backbone = build_backbone(name).eval()
+    order = []  # convolutions in the order the forward pass runs them
+    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod)) for m in backbone.trunk.modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        backbone(torch.zeros(1, 3, 112, 96))
+    for hook in hooks:
+        hook.remove()
+    layer = cam_target_layer(backbone, name)
+    expected = order[-2]
+    if name == "lightcnn9":  # the MFM unit that holds the convolution, not the convolution itself
+        assert isinstance(layer, MFM) and layer.conv is expected
+    else:
+        assert layer is expected
+    assert name in CAM_LAYERS
+    with pytest.raises(ValueError, match="no CAM layer"):
+        cam_target_layer(backbone, "vgg")
+
+
+def test_partial_backward_gives_the_library_cam():
+    """Freezing the layers below the CAM layer changes the cost, not the map."""
+    from pytorch_grad_cam import GradCAMPlusPlus
+
+    from alob_train.backbones import build_backbone
+    from alob_train.cam import EmbeddingNorm, cam_target_layer
+
+    torch.manual_seed(0)
+    net = build_backbone("resnet18").eval()
+    images = torch.randn(3, 3, 112, 96)
+    layer = cam_target_layer(net, "resnet18")
+    with GradCAMPlusPlus(model=net, target_layers=[layer]) as cam:
+        plain = cam(input_tensor=images, targets=[EmbeddingNorm()] * 3)
+    ours = cam_maps(net, layer, images, "gradcam++")
+    np.testing.assert_allclose(ours, plain, atol=1e-5)
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_quantised_auc_matches_sklearn_and_baselines_score_chance():
+    from sklearn.metrics import roc_auc_score
+
+    from alob_train.cam import MaskOverlap, centre_prior, random_maps
+
+    rng = np.random.default_rng(3)
+    masks = np.zeros((40, 56, 48), bool)
+    for m in masks:
+        y, x = rng.integers(0, 40), rng.integers(0, 30)
+        m[y : y + 16, x : x + 18] = True
+    cams = np.clip(masks * 0.2 + rng.random(masks.shape) * 0.9, 0, 1)
+    acc = MaskOverlap()
+    _, aucs = acc.update(cams[:25], masks[:25])
+    acc.update(cams[25:], masks[25:])
+    exact = [roc_auc_score(m.ravel(), c.ravel()) for c, m in zip(cams, masks)]
+    np.testing.assert_allclose(aucs, exact[:25], atol=1e-3)
+    summary = acc.summary()
+    assert summary["images"] == 40 and summary["auc_mean"] == pytest.approx(np.mean(exact), abs=1e-3)
+    assert summary["auc_pooled"] == pytest.approx(roc_auc_score(masks.ravel(), cams.ravel()), abs=1e-3)
+    noise = mask_overlap(random_maps(np.random.default_rng(0), 40, 56, 48), masks)
+    assert abs(noise["auc_pooled"] - 0.5) < 0.01
+    flat = mask_overlap(np.zeros(masks.shape), masks)  # ties: the hit is the mask's area
+    assert flat["pointing_game"] == pytest.approx(masks.mean(axis=(1, 2)).mean()) and flat["flat"] == 40
+    assert centre_prior(2, 56, 48).max() == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        mask_overlap(cams * 2, masks)

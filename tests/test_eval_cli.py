@@ -105,3 +105,107 @@ def test_tsne_keeps_identities_apart():
     labels = np.repeat(np.arange(5), 20)
     vectors = rng.normal(size=(5, 32))[labels] + rng.normal(scale=0.2, size=(100, 32))
     assert silhouette_score(tsne_2d(vectors), labels) > 0.5
+
+
+def _occgen_set(tmp_path: Path) -> Path:
+    """A tiny LFW-style occgen set (3 people x 4 synthetic faces, each occluded once), with one
+    row marked failed and one mask deleted, as a damaged build could leave it."""
+    import cv2
+    import pandas as pd
+
+    from occgen.build import BuildConfig, Job, build
+    from occgen.synth import OcclusionConfig
+
+    src = tmp_path / "aligned"
+    rng = np.random.default_rng(0)
+    for person in ("Ann_A", "Ben_B", "Cy_C"):
+        (src / person).mkdir(parents=True)
+        for k in range(1, 5):
+            face = np.full((112, 96, 3), rng.integers(30, 200, 3), np.uint8)
+            cv2.ellipse(face, (48, 60), (32, 44), 0, 0, 360, tuple(int(v) for v in rng.integers(120, 230, 3)), -1)
+            for x in (31, 65):
+                cv2.circle(face, (x, 52), 4, (25, 25, 25), -1)
+            cv2.line(face, (36, 90), (60, 90), (120, 40, 40), 3)
+            cv2.imwrite(str(src / person / f"{person}_{k:04d}.jpg"), face[:, :, ::-1])
+    out = tmp_path / "occ"
+    build(Job(src, out, BuildConfig("lfw", OcclusionConfig(factor=2.0, blend="rect"), seed=1)), progress=False)
+    manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    occluded = manifest.index[manifest.occluded.astype(str) == "True"]
+    assert len(occluded) == 12
+    manifest.loc[occluded[0], "status"] = "failed"
+    manifest.to_csv(out / "manifest.csv", index=False)
+    (out / manifest.loc[occluded[1], "mask_path"]).unlink()
+    return out
+
+
+def test_cam_subcommand_end_to_end(tmp_path):
+    from alob_train.checkpoint import save_untrained
+
+    data = _occgen_set(tmp_path)
+    run = save_untrained(tmp_path / "run", "resnet18", "alob")
+    out = tmp_path / "cam"
+    runner = CliRunner()
+    result = runner.invoke(main, ["cam", "--data", str(data), "--checkpoint", str(run), "--out", str(out),
+                                  "--batch-size", "4", "--rows", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["cam.json", "cam.md", "cam_grid.png"]
+    assert (out / "cam_grid.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "cam.json").read_text())
+    counts = report["counts"]
+    assert counts["occluded_rows"] == 12 and counts["failed"] == 1 and counts["no_mask"] == 1
+    assert counts["usable"] == 10 and counts["scored"] + counts["unscorable"] == 10
+    overall = report["results"]["overall"]
+    assert set(overall) == {"gradcam", "gradcam++", "centre-prior", "random"}
+    for figures in overall.values():
+        assert figures["images"] == counts["scored"] > 0
+        assert 0.0 <= figures["pointing_game"] <= 1.0
+        assert 0.0 <= figures["auc_mean"] <= 1.0 and 0.0 <= figures["auc_pooled"] <= 1.0
+    assert "layer4" in report["meta"]["layer"] and "| Grad-CAM++ |" in (out / "cam.md").read_text()
+    limited = runner.invoke(main, ["cam", "--data", str(data), "--checkpoint", str(run), "--out", str(tmp_path / "c2"),
+                                   "--limit", "3", "--rows", "2", "--quiet"])
+    assert limited.exit_code == 0, limited.output
+    assert json.loads((tmp_path / "c2" / "cam.json").read_text())["counts"]["not_sampled"] == 7
+    base = save_untrained(tmp_path / "base", "resnet18", "baseline")  # no Trimmer: its one backbone on request
+    identifier = runner.invoke(main, ["cam", "--data", str(data), "--checkpoint", str(base), "--network", "identifier",
+                                      "--out", str(tmp_path / "c3"), "--limit", "2", "--rows", "1", "--quiet"])
+    assert identifier.exit_code == 0, identifier.output
+    assert json.loads((tmp_path / "c3" / "cam.json").read_text())["meta"]["network"] == "identifier"
+
+
+def test_cam_subcommand_errors(tmp_path):
+    from alob_train.checkpoint import save_untrained
+
+    run = save_untrained(tmp_path / "base", "resnet18", "baseline")
+    runner = CliRunner()
+    no_manifest = runner.invoke(main, ["cam", "--data", str(tmp_path), "--checkpoint", str(run)])
+    assert no_manifest.exit_code == 1 and "no manifest.csv" in no_manifest.output
+    (tmp_path / "manifest.csv").write_text("path,mask_path,occluded,status\nimages/a.jpg,masks/a.png,True,ok\n")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"")
+    (tmp_path / "masks" / "a.png").write_bytes(b"")
+    baseline = runner.invoke(main, ["cam", "--data", str(tmp_path), "--checkpoint", str(run)])
+    assert baseline.exit_code == 1 and "without a Trimmer" in baseline.output
+    assert len(baseline.output.strip().splitlines()) == 1
+    help_text = runner.invoke(main, ["cam", "--help"]).output
+    assert "--limit" in help_text and "pointing game" in help_text
+
+
+def test_folded_batchnorms_keep_the_embedding():
+    import torch
+
+    from alob_train.evaluate import fuse_conv_bn
+    from alob_train.model import ALOB
+
+    torch.manual_seed(0)
+    for backbone in ("resnet18", "iresnet18"):
+        model = ALOB(5, backbone, "alob").eval()
+        for module in model.modules():  # trained-looking statistics, so that folding matters
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+        fused = fuse_conv_bn(model)
+        left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        assert left < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 2
+        x = torch.randn(2, 3, 112, 96)
+        torch.testing.assert_close(fused.embed(x), model.embed(x), rtol=1e-4, atol=1e-4)
