@@ -10,12 +10,13 @@ Wall seconds and the process's CPU seconds are both reported: on a shared machin
 depends on the other jobs, the CPU time much less.
 Usage:
 
-    python bench/eval.py [--lfw-dir DIR] [--pairs pairs.txt] [--images N] [--repeats 3]
+    python bench/eval.py --aligned DIR [--pairs pairs.txt] [--images N] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -55,12 +56,14 @@ def once(run: Path, bench: Benchmark, paths: list[str], batch_size: int) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lfw-dir", default="/work/data/lfw-aligned")
-    parser.add_argument("--pairs", default="/work/shared/data/lfw/pairs.txt")
+    default_pairs = Path(os.environ.get("ALOB_DATA", PROJECT.parent / "shared" / "data")) / "lfw" / "pairs.txt"
+    parser.add_argument("--aligned", "--lfw-dir", dest="lfw_dir", required=True, help="LFW aligned by align-faces")
+    parser.add_argument("--pairs", default=str(default_pairs))
     parser.add_argument("--images", type=int, default=None, help="embed only the first N unique images")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--variants", default="baseline,alob")
+    parser.add_argument("--json", type=Path, help="also write the medians to this file")
     args = parser.parse_args()
 
     table = read_pairs(args.pairs, args.lfw_dir)
@@ -85,6 +88,10 @@ def main() -> None:
     for variant, embed, metrics, total, cpu, rate in rows:
         print(f"| ResNet18 {variant} | {len(paths)} | {embed:.1f} | {metrics:.1f} | {total:.1f} | {cpu:.1f} | {rate:.0f} | "
               f"{'yes' if total < 60 else 'no'} |")
+    if args.json:
+        args.json.write_text(json.dumps({"pairs": len(table), "images": len(paths), "results": {
+            variant: {"pairs": len(table), "images": len(paths), "seconds": total, "embedding_s": embed,
+                      "metrics_s": metrics, "cpu_s": cpu} for variant, embed, metrics, total, cpu, _ in rows}}, indent=2))
 
 
 if __name__ == "__main__":
