@@ -165,7 +165,8 @@ def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size
     train = [n for n in train if counts[n] > 0]
     if size.train_people is not None:
         train = sorted(train, key=lambda n: (-counts[n], n))[: size.train_people]
-    per_fold = size.pairs_per_fold or parsed.per_fold or max(Counter(p.fold for p in parsed.pairs).values()) // 2
+    available = parsed.per_fold or min(Counter(p.fold for p in parsed.pairs).values()) // 2
+    per_fold = min(size.pairs_per_fold or available, available)  # a small pairs file caps --quick's count
     lines, test = [], set()
     for fold in test_folds:
         chosen = []
@@ -286,6 +287,7 @@ class Settings:
     train_people: int | None = None  # overrides of the size: 0 = every training person
     pairs_per_fold: int | None = None
     epochs: int | None = None
+    batch_size: int | None = None
     max_steps: int | None = None
     cam_limit: int | None = None
 
@@ -298,6 +300,8 @@ class Settings:
             size = replace(size, pairs_per_fold=self.pairs_per_fold)
         if self.epochs is not None:
             size = replace(size, epochs=self.epochs)
+        if self.batch_size is not None:
+            size = replace(size, batch_size=self.batch_size)
         return size
 
 

@@ -62,6 +62,8 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--pairs-per-fold", type=click.IntRange(min=1), default=None,
               help="Override the size: N matched and N mismatched test pairs per test fold.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the size's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the training batch "
+              "[default: 64].")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop training after this many steps "
               "(smoke runs).")
 @click.option("--mask-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -73,7 +75,8 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-download", is_flag=True, help="Never download LFW; stop if it is not found.")
 def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variants: tuple[str, ...], backbone: str,
-         train_folds: tuple[int, ...], train_people: int | None, pairs_per_fold: int | None, epochs: int | None, max_steps: int | None, mask_fraction: float,
+         train_folds: tuple[int, ...], train_people: int | None, pairs_per_fold: int | None, epochs: int | None,
+         batch_size: int | None, max_steps: int | None, mask_fraction: float,
          cam_limit: int | None, workers: int, seed: int, no_download: bool) -> None:
     """Run the LFW fold experiment end to end and write WORK/report/report.md.
 
@@ -100,7 +103,7 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
                             pairs_txt=str(pairs_txt.resolve()), aligned=str(Path(aligned).resolve()) if aligned else None,
                             variants=variants, backbone=backbone, train_folds=train_folds, mask_fraction=mask_fraction,
                             seed=seed, workers=workers, train_people=train_people, pairs_per_fold=pairs_per_fold,
-                            epochs=epochs, max_steps=max_steps,
+                            epochs=epochs, batch_size=batch_size, max_steps=max_steps,
                             cam_limit=cam_limit)
         report = run_pipeline(settings, log=click.echo)
     except PipelineError as err:

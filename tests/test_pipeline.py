@@ -11,8 +11,19 @@ import pytest
 from click.testing import CliRunner
 
 from alob_train import pipeline
-from alob_train.pipeline import (SIZES, PipelineError, Settings, Stage, check_work, find_lfw, lfw_layout, link_people,
-                                 plan_split, run_stage, write_test_pairs)
+from alob_train.pipeline import (
+    SIZES,
+    PipelineError,
+    Settings,
+    Stage,
+    check_work,
+    find_lfw,
+    lfw_layout,
+    link_people,
+    plan_split,
+    run_stage,
+    write_test_pairs,
+)
 from alob_train.pipeline_cli import main as pipeline_main
 from occgen.pairs import read_pairs
 
@@ -168,7 +179,8 @@ def _real_mini_lfw(lfw_dir: Path, lfw_pairs: Path, root: Path) -> Path:
 def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
-    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "2", "--cam-limit", "6",
+    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "2", "--batch-size", "8",
+            "--cam-limit", "6",
             "--workers", "1"]
     result = CliRunner().invoke(pipeline_main, args)
     assert result.exit_code == 0, result.output
