@@ -434,17 +434,17 @@ def write_report(settings: Settings, split: Split, stages: list[Stage]) -> Path:
     lines = [
         f"# LFW fold experiment ({settings.size})",
         "",
-        (f"Train on every image of {len(split.train_people)} people of LFW View-2 folds "
-        f"{', '.join(map(str, split.train_folds))} ({sum(split.images[p] for p in split.train_people)} images; "
+        (f"Train on every image of {len(split.train_people):,} people of LFW View-2 folds "
+        f"{', '.join(map(str, split.train_folds))} ({sum(split.images[p] for p in split.train_people):,} images; "
         f"clean:occluded samples 1:2, occluded samples {_percent(1 - settings.mask_fraction)} % occluders / "
-        f"{_percent(settings.mask_fraction)} % masks); test on {test_pairs} pairs of folds "
+        f"{_percent(settings.mask_fraction)} % masks); test on {test_pairs:,} pairs of folds "
         f"{', '.join(map(str, split.test_folds))} ({split.pairs_per_fold} matched + {split.pairs_per_fold} "
-        f"mismatched per fold; {len(split.test_people)} people, none of them in training). "
+        f"mismatched per fold; {len(split.test_people):,} people, none of them in training). "
         f"Backbone {settings.backbone}, seed {settings.seed}, same data and budget for every variant."),
         "",
         ("Verification: cosine similarity; accuracy = mean ± std over the test folds, the threshold chosen on "
         "the other test folds; TAR@FAR from one ROC over all pairs (sklearn `roc_curve`). "
-        f"With {test_pairs // 2} impostor pairs, FAR = 1e-3 rests on {test_pairs // 2 // 1000} false accepts: "
+        f"With {test_pairs // 2} impostor pairs, FAR = 1e-3 allows {test_pairs // 2 // 1000} false accept(s): "
         "read TAR@1e-3 as a rough figure and TAR@1e-2 as the steadier one."),
         "",
         "| scenario | benchmark | " + " | ".join(f"{v} accuracy (%) | {v} TAR@1e-3 | {v} TAR@1e-2" for v in variants)

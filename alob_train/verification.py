@@ -24,11 +24,11 @@ from sklearn.metrics import roc_curve
 from sklearn.model_selection import KFold
 
 CONVENTIONS = {
-    "accuracy": "10 contiguous folds; threshold maximising accuracy on 9 folds applied to the 10th; "
-    "accept when score >= threshold; mean ± std (ddof=0) over folds",
+    "accuracy": "the pair list's folds (LFW View 2: 10 contiguous folds); per fold, the threshold maximising "
+    "accuracy on the other folds is applied; accept when score >= threshold; mean ± std (ddof=0) over folds",
     "roc": "TAR@FAR from one ROC over all pairs (sklearn roc_curve): highest TAR with FAR <= target",
     "order": "TAR@FAR as in FROM: threshold = floor(FAR*N_impostor)-th highest impostor score over all pairs",
-    "fold": "TAR@FAR as in insightface: per fold, threshold interpolated to the target FAR on the other 9 folds",
+    "fold": "TAR@FAR as in insightface: per fold, threshold interpolated to the target FAR on the other folds",
 }
 TAR_CONVENTIONS = ("roc", "order", "fold")
 
