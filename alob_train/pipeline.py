@@ -104,17 +104,23 @@ def _online(host: str = "vis-www.cs.umass.edu", timeout: float = 5.0) -> bool:
 
 def download_lfw(dest: Path) -> tuple[Path, Path]:
     """Download the deep-funneled LFW and pairs.txt from LFW's public site into ``dest``,
-    checking both MD5 sums (torchvision's download helpers)."""
+    checking both MD5 sums (torchvision's download helpers); ``dest/.complete`` marks a download
+    that finished, so an interrupted one is redone rather than used."""
     from torchvision.datasets.utils import download_and_extract_archive, download_url
 
     dest.mkdir(parents=True, exist_ok=True)
     archive = "lfw-deepfunneled.tgz"
-    download_and_extract_archive(LFW_URL + archive, str(dest), filename=archive, md5=LFW_FILES[archive],
-                                 remove_finished=True)
-    download_url(LFW_URL + "pairs.txt", str(dest), md5=LFW_FILES["pairs.txt"])
+    try:
+        download_and_extract_archive(LFW_URL + archive, str(dest), filename=archive, md5=LFW_FILES[archive],
+                                     remove_finished=True)
+        download_url(LFW_URL + "pairs.txt", str(dest), md5=LFW_FILES["pairs.txt"])
+    except (OSError, RuntimeError) as err:
+        raise PipelineError(f"downloading LFW from {LFW_URL} failed ({err}); fetch lfw-deepfunneled.tgz and "
+                            "pairs.txt by hand and pass --lfw-dir") from None
     found = lfw_layout(dest)
     if found is None:
         raise PipelineError(f"the LFW download in {dest} does not have the expected layout")
+    (dest / ".complete").touch()
     return found
 
 
@@ -126,16 +132,18 @@ def find_lfw(lfw_dir: str | Path | None, work: Path, download: bool = True) -> t
         if found is None:
             raise PipelineError(f"--lfw-dir {lfw_dir}: expected lfw-deepfunneled/ (identity folders) and pairs.txt there")
         return found
-    candidates = [Path(os.environ["ALOB_DATA"]) / "lfw"] if os.environ.get("ALOB_DATA") else []
-    candidates.append(work / "lfw")
-    for folder in candidates:
+    env = [Path(os.environ["ALOB_DATA"]) / "lfw"] if os.environ.get("ALOB_DATA") else []
+    for folder in env:
         if folder.is_dir() and (found := lfw_layout(folder)) is not None:
             return found
-    where = " or ".join(str(c) for c in candidates)
+    if (work / "lfw" / ".complete").is_file() and (found := lfw_layout(work / "lfw")) is not None:
+        return found
+    where = " or ".join(str(c) for c in [*env, work / "lfw"])
     if download and _online():
         return download_lfw(work / "lfw")
-    raise PipelineError(f"LFW not found and not downloadable (offline): put lfw-deepfunneled/ and pairs.txt in "
-                        f"{where}, or pass --lfw-dir DIR")
+    why = "downloading is off (--no-download)" if not download else "this machine is offline"
+    raise PipelineError(f"LFW not found and {why}: put lfw-deepfunneled/ and pairs.txt in {where}, "
+                        "or pass --lfw-dir DIR")
 
 
 def _count_images(images: Path, person: str) -> int:

@@ -107,6 +107,12 @@ def test_lfw_is_found_by_flag_then_environment_and_offline_absence_is_one_clear_
     monkeypatch.setattr(pipeline, "_online", lambda *a, **k: False)
     with pytest.raises(PipelineError, match="offline.*--lfw-dir"):
         find_lfw(None, tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "lfw").symlink_to(root)  # an unfinished download is not used ...
+    with pytest.raises(PipelineError, match="not found"):
+        find_lfw(None, tmp_path / "work")
+    (root / ".complete").touch()  # ... a finished one is
+    assert find_lfw(None, tmp_path / "work")[1] == tmp_path / "work" / "lfw" / "pairs.txt"
 
 
 def test_cli_without_lfw_offline_stops_with_one_line(tmp_path, monkeypatch):
