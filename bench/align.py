@@ -80,7 +80,8 @@ def main() -> None:
         tmp = Path(tmp)
         src = make_subset(args.lfw_dir, args.images, tmp)
         n = sum(1 for _ in src.rglob("*.jpg"))
-        ours_cmd = [shutil.which("align-faces") or "align-faces", str(src), str(tmp / "ours"),
+        beside = Path(sys.executable).parent / "align-faces"  # the environment running this script
+        ours_cmd = [str(beside) if beside.is_file() else shutil.which("align-faces") or "align-faces", str(src), str(tmp / "ours"),
                     "--workers", str(args.workers), "--quiet", "--overwrite"]
         naive_cmd = [sys.executable, __file__, "--naive-worker", str(src), str(tmp / "naive")]
         ours, slow = [], []
