@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from alob_train.cam import METHODS, MaskOverlap, cam_maps, centre_prior, random_maps
+from alob_train.data import read_rgb
 
 BASELINES = ("centre-prior", "random")
 MAPS = METHODS + BASELINES
@@ -72,14 +73,16 @@ def read_occluded_set(root: str | Path) -> OccludedSet:
 
 
 def _read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The image as the evaluation reads it (``read_rgb``), resized to the model's input."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CamDataError(f"cannot decode image {path}")
+    try:
+        image = read_rgb(path)
+    except OSError as err:
+        raise CamDataError(f"cannot decode image {path}: {err}") from None
     if image.shape[:2] != tuple(size):
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image[:, :, ::-1])
+    return image
 
 
 def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
