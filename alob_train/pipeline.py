@@ -207,8 +207,8 @@ def link_people(src: Path, people: list[str], dest: Path, manifest: Path | None 
         (tmp / person).symlink_to((src / person).resolve(), target_is_directory=True)
     if manifest is not None and manifest.is_file():
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-        first = table["source"].str.split("/").str[0] if "source" in table.columns else table.iloc[:, 0]
-        table[first.isin(set(people))].to_csv(tmp / "manifest.csv", index=False)
+        person = table["source" if "source" in table.columns else "path"].str.split("/").str[0]
+        table[person.isin(set(people))].to_csv(tmp / "manifest.csv", index=False)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
