@@ -5,8 +5,15 @@ Public API used by the later stages::
     from alignment import detect_landmarks, warp_face, template_for, parse_size
 """
 
-from alignment.templates import TEMPLATE_112x96, TEMPLATE_112x112, parse_size, template_for
-from alignment.warp import center_crop, fit_similarity, transform_points, warp_face
+from alignment.warp import center_crop, warp_face
+from alob_common.geometry import (
+    TEMPLATE_112x96,
+    TEMPLATE_112x112,
+    fit_similarity,
+    parse_size,
+    template_for,
+    transform_points,
+)
 
 
 def detect_landmarks(image, **kwargs):

@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from alignment.templates import SIZES
+from alob_common.errors import UserError
+from alob_common.geometry import CROP_SIZES
 
 
 def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:
@@ -29,7 +30,7 @@ def _interrupt(signum, frame) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("src", type=click.Path(file_okay=False, path_type=str))
 @click.argument("out", type=click.Path(file_okay=False, path_type=str))
-@click.option("--size", type=click.Choice(list(SIZES)), default="112x96", show_default=True,
+@click.option("--size", type=click.Choice(list(CROP_SIZES)), default="112x96", show_default=True,
               help="Crop size H×W; 112x96 is the SphereFace/CosFace template, 112x112 the insightface one.")
 @click.option("--detector", type=click.Choice(["mtcnn", "dlib"]), default="mtcnn", show_default=True,
               help="mtcnn (facenet-pytorch) or dlib (HOG detector + 68-point predictor; needs the [dlib] extra).")
@@ -65,9 +66,8 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
 
     Example: align-faces lfw-deepfunneled/ lfw-aligned/ --workers 2
     """
-    from alignment.detect import DetectorUnavailable
-    from alignment.pipeline import AlignConfig, AlignError, align_folder
-    from alignment.templates import parse_size
+    from alignment.align_folder import AlignConfig, align_folder
+    from alob_common.geometry import parse_size
 
     config = AlignConfig(
         size=parse_size(size), detector=detector, device=device, thresholds=thresholds,
@@ -79,9 +79,9 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's kill saves the manifest like Ctrl-C
     try:
         if detector == "dlib":
-            from alignment.detect import dlib_model_file
+            from alob_common.dlib_models import SHAPE_68, require_dlib_model
 
-            dlib_model_file("shape_predictor_68_face_landmarks.dat")
+            require_dlib_model(SHAPE_68, "--detector dlib")
         if detector == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
             raise ImportError("No module named 'facenet_pytorch'")
         summary = align_folder(src, out, config, workers=workers, overwrite=overwrite,
@@ -90,7 +90,7 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
         raise click.ClickException(
             f"facenet-pytorch is not importable ({err}): pip install --no-deps facenet-pytorch==2.6.0"
         ) from None
-    except (AlignError, DetectorUnavailable) as err:
+    except UserError as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out}/manifest.csv holds what was done; rerun the same command to resume", err=True)

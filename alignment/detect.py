@@ -8,13 +8,15 @@ the detections by :func:`pick_face`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from alob_common.dlib_models import SHAPE_68, require_dlib_model
+from alob_common.errors import UserError
 
-class DetectorUnavailable(RuntimeError):
+
+class DetectorUnavailable(UserError):
     """The requested detector's package or model file is not installed; message says how."""
 
 
@@ -119,26 +121,6 @@ def _choose(boxes, probs, points, shape, pick: str) -> "Face | None":
     return Face(boxes[i], float(probs[i]), points[i])
 
 
-def dlib_model_file(name: str) -> str:
-    """Path of one of dlib's model files shipped by ``face_recognition_models``, or raise.
-
-    The package's own helpers import ``pkg_resources``, which current setuptools no longer
-    ships, so the file is located from the package folder instead.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if importlib.util.find_spec("dlib") is None or spec is None or not spec.submodule_search_locations:
-        raise DetectorUnavailable(
-            "--detector dlib needs the optional extra: pip install 'alob-toolkit[dlib]' "
-            "(dlib-bin and face_recognition_models)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
-    if not path.is_file():
-        raise DetectorUnavailable(f"dlib model file missing: {path} (reinstall face_recognition_models)")
-    return str(path)
-
-
 def landmarks68_to_5(shape68: np.ndarray) -> np.ndarray:
     """Reduce dlib's 68 points to MTCNN's five: eye centres, nose tip, mouth corners."""
     p = np.asarray(shape68, dtype=np.float64).reshape(68, 2)
@@ -148,7 +130,7 @@ def landmarks68_to_5(shape68: np.ndarray) -> np.ndarray:
 def _dlib_detector(pick: str) -> Detector:
     import dlib
 
-    predictor = dlib.shape_predictor(dlib_model_file("shape_predictor_68_face_landmarks.dat"))
+    predictor = dlib.shape_predictor(str(require_dlib_model(SHAPE_68, "--detector dlib")))
     finder = dlib.get_frontal_face_detector()
 
     def one(image: np.ndarray) -> "Face | None | Exception":

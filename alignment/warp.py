@@ -6,41 +6,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from alignment.templates import parse_size, template_for
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform mapping ``src`` points onto ``dst`` points.
-
-    Closed form of Umeyama (1991) without reflection: minimises sum |s·R·src + t − dst|².
-    Returns the 2×3 matrix accepted by ``cv2.warpAffine``.
-    """
-    src = np.asarray(src, dtype=np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, dtype=np.float64).reshape(-1, 2)
-    if src.shape != dst.shape or len(src) < 2:
-        raise ValueError("need two equal-length sets of at least 2 points")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s0, d0 = src - mu_s, dst - mu_d
-    var_s = (s0**2).sum() / len(src)
-    if var_s <= 1e-12:
-        raise ValueError("source points are degenerate (all equal)")
-    cov = d0.T @ s0 / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        fix[1, 1] = -1.0
-    rot = u @ fix @ vt
-    scale = (sig * np.diag(fix)).sum() / var_s
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rot
-    matrix[:, 2] = mu_d - scale * rot @ mu_s
-    return matrix
-
-
-def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a 2×3 affine matrix to (N, 2) points."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return points @ matrix[:, :2].T + matrix[:, 2]
+from alob_common.geometry import (
+    fit_similarity,
+    parse_size,
+    template_for,
+)
 
 
 def warp_face(

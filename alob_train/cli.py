@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
+from alob_common.errors import UserError
+from alob_common.geometry import CROP_SIZES
 from alob_train.backbones import BACKBONES
-from alob_train.constants import INPUT_SIZES, parse_input_size
 from alob_train.model import VARIANTS
+from alob_train.preprocess import parse_input_size
 
 # The paper's training configuration (§4.2): 21 epochs, batch 128, lr ÷10 at epoch 10, initial lr
 # 0.01 for ResNet18 (and its face-style siblings) and 0.001 for LightCNN-9. "paper-exact" uses it
@@ -71,7 +73,7 @@ def _size(ctx, param, value: str) -> tuple[int, int] | None:
 @click.option("--variant", type=click.Choice(list(VARIANTS)), default="alob", show_default=True,
               help="alob; ablations alob-g (no GRL), alob-f (f - f^m instead of FPP), sum, concat; baseline (one backbone).")
 @click.option("--input-size", default="auto", show_default=True, callback=_size,
-              help=f"Model input H×W ({', '.join(INPUT_SIZES)}, or any HxW); auto = the data's image size. "
+              help=f"Model input H×W ({', '.join(CROP_SIZES)}, or any HxW); auto = the data's image size. "
                    "112x112 images fed to a 112x96 model are cut to columns 8..104, other sizes resized.")
 @click.option("--epochs", type=click.IntRange(1, None), help="Epochs [preset: 21].")
 @click.option("--max-steps", type=click.IntRange(1, None), help="Stop after this many optimiser steps in all (short runs).")
@@ -139,7 +141,6 @@ def main(ctx: click.Context, **opts) -> None:
 
     Example: alob-train --data occ-casia/ --out runs/alob-r18
     """
-    from alob_train.data import DataError
     from alob_train.engine import RESUMABLE, TrainConfig, TrainingDiverged, train
 
     given = {k for k in opts if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
@@ -190,7 +191,7 @@ def main(ctx: click.Context, **opts) -> None:
         config.workers = opts["workers"] if opts["workers"] is not None else min(8, os.cpu_count() or 1)
     try:
         summary = train(config, resume=opts["resume"], command=sys.argv)
-    except (DataError, TrainingDiverged, ValueError) as err:
+    except (UserError, TrainingDiverged, ValueError) as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {config.out}/checkpoints/last.pt holds the last completed epoch or save; "

@@ -27,16 +27,20 @@ import numpy as np
 import pandas as pd
 import torch
 import webdataset as wds
-from PIL import Image
-from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
+from torch.utils.data import (
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    get_worker_info,
+)
 from torchvision.transforms import v2
 
-from alob_train.constants import normalize
+from alob_common.errors import UserError
+from alob_common.images import is_image_name, read_rgb
+from alob_train.preprocess import normalize
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
-
-class DataError(Exception):
+class DataError(UserError):
     """Unusable training or validation data, reported to the user in one line."""
 
 
@@ -113,12 +117,6 @@ class SampleTransform:
                 torch.manual_seed(int(rng.integers(2**62)))
                 img = self.augment(img)
         return normalize(img)
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to a uint8 HWC RGB array."""
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))
 
 
 @dataclass
@@ -200,7 +198,7 @@ def _open_folders(root: Path) -> DataInfo:
     identities = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     items, classes = [], []
     for name in identities:
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in (root / name).iterdir() if is_image_name(p.name))
         if files:
             items.extend((str(p), len(classes)) for p in files)
             classes.append(name)

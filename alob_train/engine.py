@@ -20,9 +20,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from alob_train import __version__
-from alob_train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from alob_train.data import (DataError, DataInfo, FolderDataset, Occlusion, ResumableSampler,
-                             SampleTransform, ShardStream, open_data, worker_init)
+from alob_train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from alob_train.data import (
+    DataError,
+    DataInfo,
+    FolderDataset,
+    Occlusion,
+    ResumableSampler,
+    SampleTransform,
+    ShardStream,
+    open_data,
+    worker_init,
+)
 from alob_train.layers import dann_ramp
 from alob_train.model import ALOB
 
@@ -393,7 +407,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
                 done_epoch = step // steps_per_epoch
                 names = ["last.pt", f"epoch_{done_epoch:03d}.pt"]
                 if config.val and d.main:
-                    from alob_train.evaluate import validate_folder
+                    from alob_train.embed import validate_folder
 
                     result = validate_folder(model, config.val, input_size, device, config.val_batch_size,
                                            config.channels_last)

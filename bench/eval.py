@@ -3,8 +3,8 @@ metrics) over LFW's 6,000 pairs on CPU, for a ResNet18 ``baseline`` and a ResNet
 checkpoint (randomly initialised: the weights do not change the cost). Medians of ``--repeats``.
 
 The timed code is what ``alob-eval --checkpoint RUN --bench lfw=DIR@pairs.txt`` runs after
-parsing its arguments (:func:`alob_train.eval_cli._vectors_for`, then
-:func:`alob_train.evaluate.evaluate_benchmarks`). ``--images N`` embeds only the first N unique
+parsing its arguments (:func:`alob_eval.cli._vectors_for`, then
+:func:`alob_train.embed.evaluate_benchmarks`). ``--images N`` embeds only the first N unique
 images and scores the pairs on random vectors for the rest (the metrics cost the same).
 Wall seconds and the process's CPU seconds are both reported: on a shared machine the wall time
 depends on the other jobs, the CPU time much less.
@@ -30,10 +30,10 @@ import torch
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from alob_common.pairs import pair_table
+from alob_eval.benchmarks import Benchmark, evaluate_benchmarks
+from alob_eval.cli import _vectors_for
 from alob_train.checkpoint import save_untrained
-from alob_train.eval_cli import _vectors_for
-from alob_train.evaluate import Benchmark, evaluate_benchmarks
-from alob_train.pairs import read_pairs
 
 
 def once(run: Path, bench: Benchmark, paths: list[str], batch_size: int) -> tuple[float, float, float]:
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the medians to this file")
     args = parser.parse_args()
 
-    table = read_pairs(args.pairs, args.lfw_dir)
+    table = pair_table(args.pairs, args.lfw_dir)
     bench = Benchmark("lfw", table, Path(args.lfw_dir))
     paths = list(dict.fromkeys([*table.path1, *table.path2]))[: args.images]
     print(f"{len(paths)} images, {len(table)} pairs, torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -30,9 +30,16 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from occgen.io import decode_rgb, encode, rng_for
-from occgen.masks import MASK_TYPES, MaskConfig, crop_landmarks, dlib_model_path, mask_face
+from alob_common.images import decode_rgb, encode
+from occgen.masks import (
+    MASK_TYPES,
+    MaskConfig,
+    crop_landmarks,
+    dlib_model_path,
+    mask_face,
+)
 from occgen.masktheface import load_templates
+from occgen.rng import rng_for
 
 
 def masktheface_like(blobs: list[bytes], templates, detector, predictor) -> int:

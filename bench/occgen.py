@@ -86,7 +86,7 @@ def in_memory(src: Path, rels: list[str], repeats: int) -> dict[str, float]:
     each approach needs per image, FROM's PIL procedure against occgen's."""
     import io as _io
 
-    from occgen.io import decode_rgb, encode
+    from alob_common.images import decode_rgb, encode
 
     blobs = [(src / rel).read_bytes() for rel in rels]
     library = default_library()

@@ -7,9 +7,15 @@ Public API (used by the trainer for on-the-fly occlusion)::
     image, mask, info = mask_face(rgb_uint8, rng_for(seed, key), MaskConfig(types=("surgical", "N95")))
 """
 
-from occgen.io import rng_for, stable_hash
-from occgen.library import Occluder, OccluderLibrary, OccgenError, default_library, load_library
+from occgen.library import (
+    OccgenError,
+    Occluder,
+    OccluderLibrary,
+    default_library,
+    load_library,
+)
 from occgen.masks import MASK_TYPES, MaskConfig, mask_face
+from occgen.rng import rng_for, stable_hash
 from occgen.synth import OcclusionConfig, occlude, parse_scale_set
 
 __version__ = "0.1.0"

@@ -460,7 +460,7 @@ def render_library(variants: int = VARIANTS, seed: int = SEED) -> list[Asset]:
 
 def write_library(out: str | Path, variants: int = VARIANTS, seed: int = SEED) -> pd.DataFrame:
     """Render the library into ``out`` (category folders + ``index.csv``); returns the index."""
-    from occgen.io import write_bytes_atomic
+    from alob_common.atomic import write_bytes_atomic
 
     out = Path(out)
     rows = []

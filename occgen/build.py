@@ -28,14 +28,16 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from occgen.io import decode_rgb, encode, link_or_copy_atomic, rng_for, write_bytes_atomic
+from alob_common.atomic import link_or_copy_atomic, write_bytes_atomic
+from alob_common.images import decode_rgb, encode, no_images_message, scan_images
+from alob_common.pairs import parse_pairs_txt
+from alob_common.settings import check_same_settings
 from occgen.library import OccgenError, load_library
 from occgen.masks import MaskConfig, crop_landmarks, mask_face
-from occgen.pairs import read_pairs
+from occgen.rng import rng_for
 from occgen.synth import OcclusionConfig, calibrated_mean, occlude
 from occgen.writers import FolderWriter, ShardWriter
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MANIFEST_COLUMNS = [
     "path", "mask_path", "identity", "label", "source", "occluded", "kind", "category", "asset", "scale",
     "ratio", "x", "y", "w", "h", "seed", "key", "shard", "status", "reason", "landmarks", "yaw",
@@ -137,12 +139,7 @@ def list_sources(src: Path) -> tuple[list[str], list[dict]]:
                 for r in table[~table.index.isin(usable.index)].to_dict("records")
             ]
             return sorted(usable["path"].tolist()), failed
-    found = []
-    for root, dirs, files in os.walk(src, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel = Path(root).relative_to(src)
-        found += [(rel / f).as_posix() for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-    return sorted(found), []
+    return sorted(p.relative_to(src).as_posix() for p in scan_images(src).images), []
 
 
 def make_samples(rels: list[str], config: BuildConfig) -> tuple[list[Sample], list[str]]:
@@ -313,10 +310,8 @@ def _check_settings(out: Path, config: BuildConfig, overwrite: bool) -> None:
         old = json.loads(meta.read_text()).get("settings")
     except ValueError:
         return
-    new = json.loads(json.dumps(config.settings()))
-    if old is not None and old != new:
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        raise OccgenError(f"{out} was built with other settings ({', '.join(changed)}); use --overwrite or another OUT")
+    if old is not None:
+        check_same_settings(old, json.loads(json.dumps(config.settings())), str(out), "use --overwrite or another OUT")
 
 
 def prepare_config(config: BuildConfig, first_image: np.ndarray | None) -> BuildConfig:
@@ -344,14 +339,14 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
         raise OccgenError(f"source folder not found: {src}")
     rels, failed_rows = list_sources(src)
     if not rels:
-        raise OccgenError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {src}")
+        raise OccgenError(no_images_message(src, scan_images(src)))
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise OccgenError("OUT must not be SRC or lie inside it")
     if not 0 <= job.shard_index < job.num_shards:
         raise OccgenError(f"--shard-index must lie in 0..{job.num_shards - 1}")
     pairs = None
     if config.source == "lfw" and config.pairs:
-        pairs = read_pairs(config.pairs)  # early, so a bad pairs file fails before any work
+        pairs = parse_pairs_txt(config.pairs)  # early, so a bad pairs file fails before any work
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from alob_common.errors import UserError
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -36,13 +38,12 @@ def _mask_types(ctx, param, value: str | None):
 
 
 def _clean_ratio(ctx, param, value: str) -> float:
+    from occgen.synth import parse_clean_ratio
+
     try:
-        clean, occluded = (float(v) for v in value.split(":"))
-        if clean < 0 or occluded < 0 or clean + occluded <= 0:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter("clean:occluded as two non-negative numbers, e.g. 1:2") from None
-    return clean / (clean + occluded)
+        return parse_clean_ratio(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @main.command(context_settings=CONTEXT)
@@ -131,6 +132,7 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
     from occgen.library import OccgenError
     from occgen.synth import OcclusionConfig, parse_scale_set
 
+
     if sum(v is not None for v in (factor, scale_set, ratio)) > 1:
         raise click.UsageError("give only one of --factor, --scale-set, --ratio")
     if factor is None and scale_set is None and ratio is None:
@@ -184,7 +186,7 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
                 click.echo(f"warning: {problem}", err=True)
             library.subset(categories)
         summary = run_build(job, progress=not quiet, overwrite=overwrite)
-    except OccgenError as err:
+    except UserError as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished units are kept; rerun the same command to resume", err=True)
@@ -295,7 +297,7 @@ def assets(occluders, regenerate, out, sheet) -> None:
     if sheet:
         import cv2
 
-        from occgen.io import write_bytes_atomic
+        from alob_common.atomic import write_bytes_atomic
         from occgen.sheet import library_sheet
 
         ok, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])

@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+from alob_common.errors import UserError
+from alob_common.images import is_image_name
+
 MIN_OPAQUE_FRACTION = 0.01  # an occluder whose alpha covers less than this is unusable
 HINTS = ("eyes", "mouth", "anywhere")
 DEFAULT_HINTS = {
@@ -33,7 +35,7 @@ ENV_VAR = "OCCGEN_OCCLUDERS"
 FLAT_BACKDROP = (238, 238, 238)
 
 
-class OccgenError(Exception):
+class OccgenError(UserError):
     """A problem with occgen's inputs, reported to the user in one line."""
 
 
@@ -191,10 +193,10 @@ def _entries(root: Path) -> tuple[list[dict], list[str]]:
             rel = Path(dirpath).relative_to(root)
             category = rel.as_posix() if rel != Path(".") else "occluder"
             for name in sorted(filenames):
-                if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                if is_image_name(name):
                     entries.append({"category": category, "file": (rel / name).as_posix()})
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            if dirpath != str(root) and not dirnames and not any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
+            if dirpath != str(root) and not dirnames and not any(is_image_name(f) for f in filenames):
                 problems.append(f"category {Path(dirpath).relative_to(root).as_posix()}: empty, no images")
     return entries, problems
 

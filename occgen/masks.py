@@ -30,16 +30,18 @@ composited alpha exceeds 0.5.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
-import os
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from alignment.templates import TEMPLATE_112x96
-from alignment.warp import fit_similarity, transform_points
+from alob_common.dlib_models import SHAPE_68, dlib_model_path
+from alob_common.geometry import (
+    crop_template,
+    fit_similarity,
+    transform_points,
+)
 
 MASK_TYPES: tuple[str, ...] = ("surgical", "N95", "KN95", "cloth", "gas")
 LANDMARK_METHODS = ("auto", "dlib", "model")
@@ -113,35 +115,18 @@ def parse_mask_types(text: str | None) -> tuple[str, ...]:
 def template_points(height: int, width: int) -> np.ndarray:
     """The 5 template points of an aligned crop (112x96; 112x112 is the same shifted by 8 px;
     other sizes scaled from 112x96)."""
-    if (height, width) == (112, 112):
-        return TEMPLATE_112x96 + np.array([8.0, 0.0])
-    return TEMPLATE_112x96 * np.array([width / 96.0, height / 112.0])
-
-
-def dlib_model_path() -> str | None:
-    """The 68-point predictor file: ``$ALOB_DLIB68`` or the one in ``face_recognition_models``."""
-    env = os.environ.get("ALOB_DLIB68")
-    if env:
-        return env if os.path.isfile(env) else None
-    spec = importlib.util.find_spec("face_recognition_models")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, "models", "shape_predictor_68_face_landmarks.dat")
-        if os.path.isfile(path):
-            return path
-    return None
+    return crop_template(height, width)
 
 
 @functools.lru_cache(maxsize=1)
 def dlib_predictor():
     """dlib's 68-point shape predictor, or None when dlib or the model file is missing."""
-    if importlib.util.find_spec("dlib") is None:
-        return None
-    path = dlib_model_path()
+    path = dlib_model_path(SHAPE_68)
     if path is None:
         return None
     import dlib
 
-    return dlib.shape_predictor(path)
+    return dlib.shape_predictor(str(path))
 
 
 def _frame(points5: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:

@@ -34,9 +34,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from alob_common.geometry import crop_template
 from occgen.library import Occluder, OccluderLibrary, default_library
-
-_TEMPLATE_112x96 = None  # loaded lazily from alignment (the single source of the template)
 
 
 @dataclass(frozen=True)
@@ -100,19 +99,21 @@ def parse_scale_set(text: str) -> tuple[float, ...]:
         raise ValueError(f"bad scale set {text!r}: use start:step:stop such as 1:0.5:5, or 1,2,3") from None
 
 
+def parse_clean_ratio(text: str) -> float:
+    """``"1:2"`` (clean:occluded, non-negative numbers) → the fraction of samples kept clean."""
+    try:
+        clean, occluded = (float(v) for v in text.split(":"))
+        if clean < 0 or occluded < 0 or clean + occluded <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"bad clean ratio {text!r}: clean:occluded as two non-negative numbers, e.g. 1:2") from None
+    return clean / (clean + occluded)
+
+
 def face_points(height: int, width: int) -> dict[str, tuple[float, float]]:
     """Where the eyes and the nose-mouth region of an aligned crop are, from the 5-point template
     (112×96; 112×112 is the same shifted by 8 px; other sizes are scaled from 112×96)."""
-    global _TEMPLATE_112x96
-    if _TEMPLATE_112x96 is None:
-        from alignment.templates import TEMPLATE_112x96
-
-        _TEMPLATE_112x96 = np.asarray(TEMPLATE_112x96)
-    pts = _TEMPLATE_112x96.copy()
-    if (height, width) == (112, 112):
-        pts[:, 0] += 8
-    else:
-        pts *= (width / 96.0, height / 112.0)
+    pts = crop_template(height, width)
     eyes = pts[:2].mean(axis=0)
     mouth = (pts[2] + pts[3:].mean(axis=0)) / 2
     return {"eyes": (float(eyes[0]), float(eyes[1])), "mouth": (float(mouth[0]), float(mouth[1]))}

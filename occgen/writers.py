@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from occgen.io import write_bytes_atomic
+from alob_common.atomic import write_bytes_atomic
 
 TAR_MTIME = 946684800.0  # 2000-01-01: any fixed value makes tars reproducible
 

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from alignment.align_folder import MANIFEST_COLUMNS, read_manifest
 from alignment.cli import main
-from alignment.imageio import load_image
-from alignment.pipeline import MANIFEST_COLUMNS, read_manifest
+from alob_common.images import load_image
 
 
 def _picture(w: int = 160, h: int = 200) -> Image.Image:
@@ -66,7 +66,7 @@ EXPECTED = {  # source -> (status, fragment of the reason)
     "person_b/rotated.jpg": ("fallback", "EXIF orientation 6 applied"),
     "person_b/tiny.png": ("failed", "too small"),
     "person_b/nested/huge.webp": ("fallback", "huge"),
-    "person_b/animated.png": ("fallback", "animated (2 frames)"),
+    "person_b/animated.png": ("fallback", "multi-frame (2 frames)"),
     "person_b/dangling.jpg": ("failed", "broken symlink"),
 }
 

@@ -10,13 +10,14 @@ import pytest
 from PIL import Image
 
 from alignment import fit_similarity, template_for, transform_points
+from alignment.align_folder import AlignConfig, align_folder, read_manifest
 from alignment.detect import make_detector
-from alignment.pipeline import AlignConfig, align_folder, list_images, read_manifest
+from alob_common.images import scan_images
 
 
 def _sample(lfw_dir: Path, n: int, tmp_path: Path) -> Path:
     """A spread of ``n`` LFW images (every k-th file) as a tree of symlinks."""
-    files = list_images(lfw_dir)
+    files = scan_images(lfw_dir).images
     picked = files[:: len(files) // n][:n]
     src = tmp_path / "lfw-sample"
     for f in picked:
@@ -55,7 +56,7 @@ def test_batched_fast_detector_matches_stock_mtcnn(lfw_dir: Path):
     """Our batched, channels_last MTCNN gives the landmarks of facenet-pytorch's own detect()."""
     from facenet_pytorch import MTCNN
 
-    files = list_images(lfw_dir)[::1500][:8]
+    files = scan_images(lfw_dir).images[::1500][:8]
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     ours = make_detector("mtcnn")(images)
     stock = MTCNN(keep_all=True)
@@ -68,13 +69,13 @@ def test_batched_fast_detector_matches_stock_mtcnn(lfw_dir: Path):
 
 def test_dlib_backend_agrees_with_mtcnn(lfw_dir: Path):
     """dlib (HOG + 68 points reduced to 5) finds the same landmarks as MTCNN within a few px."""
-    from alignment.detect import DetectorUnavailable, dlib_model_file
+    from alob_common.dlib_models import SHAPE_68, DlibUnavailable, require_dlib_model
 
     try:
-        dlib_model_file("shape_predictor_68_face_landmarks.dat")
-    except DetectorUnavailable as err:
+        require_dlib_model(SHAPE_68)
+    except DlibUnavailable as err:
         pytest.skip(f"optional [dlib] extra not installed: {err}")
-    files = list_images(lfw_dir)[::1000][:12]
+    files = scan_images(lfw_dir).images[::1000][:12]
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     by_dlib = make_detector("dlib")(images)
     by_mtcnn = make_detector("mtcnn")(images)
@@ -100,7 +101,7 @@ def test_batch_crash_is_guarded_per_image(lfw_dir: Path, monkeypatch):
         return original(self, img, landmarks=landmarks)
 
     monkeypatch.setattr(MTCNN, "detect", crash_on_batches)
-    face = np.asarray(Image.open(list_images(lfw_dir)[0]).convert("RGB"))
+    face = np.asarray(Image.open(scan_images(lfw_dir).images[0]).convert("RGB"))
     results = make_detector("mtcnn")([face, np.zeros_like(face), face])
     assert results[0] is not None and results[1] is None and results[2] is not None
     np.testing.assert_allclose(results[0].landmarks, results[2].landmarks)

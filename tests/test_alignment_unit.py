@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignment import TEMPLATE_112x96, TEMPLATE_112x112, center_crop, fit_similarity, template_for, transform_points, warp_face
+from alignment import (
+    TEMPLATE_112x96,
+    TEMPLATE_112x112,
+    center_crop,
+    fit_similarity,
+    template_for,
+    transform_points,
+    warp_face,
+)
 from alignment.detect import landmarks68_to_5, pick_face
-from alignment.templates import parse_size
+from alob_common.geometry import parse_size
 
 
 def _similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alob_train.cam import cam_maps, mask_overlap
+from alob_eval.cam_maps import cam_maps, mask_overlap
 
 
 class BrightSpotNet(torch.nn.Module):
@@ -59,8 +59,8 @@ def test_mask_overlap_hand_known():
 
 @pytest.mark.parametrize("name", ["resnet18", "iresnet18", "iresnet50", "lightcnn9"])
 def test_cam_layer_is_the_second_to_last_convolution(name):
+    from alob_eval.cam_maps import CAM_LAYERS, cam_target_layer
     from alob_train.backbones import MFM, build_backbone
-    from alob_train.cam import CAM_LAYERS, cam_target_layer
 
     backbone = build_backbone(name).eval()
     order = []  # convolutions in the order the forward pass runs them
@@ -85,8 +85,8 @@ def test_partial_backward_gives_the_library_cam():
     """Freezing the layers below the CAM layer changes the cost, not the map."""
     from pytorch_grad_cam import GradCAMPlusPlus
 
+    from alob_eval.cam_maps import EmbeddingNorm, cam_target_layer
     from alob_train.backbones import build_backbone
-    from alob_train.cam import EmbeddingNorm, cam_target_layer
 
     torch.manual_seed(0)
     net = build_backbone("resnet18").eval()
@@ -102,7 +102,7 @@ def test_partial_backward_gives_the_library_cam():
 def test_quantised_auc_matches_sklearn_and_baselines_score_chance():
     from sklearn.metrics import roc_auc_score
 
-    from alob_train.cam import MaskOverlap, centre_prior, random_maps
+    from alob_eval.cam_maps import MaskOverlap, centre_prior, random_maps
 
     rng = np.random.default_rng(3)
     masks = np.zeros((40, 56, 48), bool)

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from alob_train.embeddings import save_embeddings
-from alob_train.eval_cli import main
-from alob_train.pairs import read_pairs
+from alob_common.pairs import pair_table
+from alob_eval.cli import main
+from alob_eval.embeddings import save_embeddings
 
 
 def _lfw_embeddings(lfw_pairs: Path, lfw_dir: Path, tmp_path: Path, per_identity: bool) -> Path:
-    table = read_pairs(lfw_pairs, lfw_dir)
+    table = pair_table(lfw_pairs, lfw_dir)
     paths = sorted(set(table.path1) | set(table.path2))
     rng = np.random.default_rng(0)
     if per_identity:  # every image of a person gets that person's vector
@@ -90,7 +90,7 @@ def test_tsne_subcommand(tmp_path):
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
-    from alob_train.tsne import pick_identities
+    from alob_eval.tsne import pick_identities
 
     chosen = pick_identities(tmp_path / "imgs", 5, 20, np.random.default_rng(0))
     assert sorted(chosen) == ["p0", "p1", "p2", "p3", "p4"] and all(len(v) == 20 for v in chosen.values())
@@ -99,7 +99,7 @@ def test_tsne_subcommand(tmp_path):
 def test_tsne_keeps_identities_apart():
     from sklearn.metrics import silhouette_score
 
-    from alob_train.tsne import tsne_2d
+    from alob_eval.tsne import tsne_2d
 
     rng = np.random.default_rng(2)
     labels = np.repeat(np.arange(5), 20)
@@ -194,7 +194,7 @@ def test_cam_subcommand_errors(tmp_path):
 def test_folded_batchnorms_keep_the_embedding():
     import torch
 
-    from alob_train.evaluate import fuse_conv_bn
+    from alob_train.embed import fuse_conv_bn
     from alob_train.model import ALOB
 
     torch.manual_seed(0)

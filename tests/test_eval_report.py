@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from alob_train.embeddings import embeddings_for, load_embeddings, save_embeddings
-from alob_train.report import write_report
-from alob_train.verification import evaluate_pairs
+from alob_common.verification import evaluate_pairs
+from alob_eval.embeddings import embeddings_for, load_embeddings, save_embeddings
+from alob_eval.report import write_report
 
 
 def test_report_files(tmp_path):

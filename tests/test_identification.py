@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alob_train.identification import ar_identification, rank1, scan_ar
+from alob_eval.identification import ar_identification, rank1, scan_ar
 
 
 @pytest.fixture()

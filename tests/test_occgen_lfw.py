@@ -16,7 +16,7 @@ from occgen.synth import OcclusionConfig
 @pytest.fixture(scope="module")
 def aligned_subset(lfw_dir, lfw_pairs, tmp_path_factory):
     pytest.importorskip("facenet_pytorch")
-    from alignment.pipeline import AlignConfig, align_folder
+    from alignment.align_folder import AlignConfig, align_folder
 
     names = []
     for line in lfw_pairs.read_text().splitlines()[1:301]:

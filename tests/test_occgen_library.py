@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from occgen import load_library, occlude, OcclusionConfig
+from occgen import OcclusionConfig, load_library, occlude
 from occgen.assets_gen import CATEGORIES, render_library
 from occgen.cli import main
 from occgen.library import OccgenError, default_library_path

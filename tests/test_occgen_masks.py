@@ -18,7 +18,6 @@ from click.testing import CliRunner
 
 from occgen.build import BuildConfig, Job, build
 from occgen.cli import main
-from occgen.io import rng_for
 from occgen.masks import (
     MASK_TYPES,
     MaskConfig,
@@ -31,6 +30,7 @@ from occgen.masks import (
     template_points,
 )
 from occgen.masktheface import load_templates
+from occgen.rng import rng_for
 from occgen.synth import OcclusionConfig
 
 H, W = 112, 96
@@ -131,7 +131,7 @@ def test_never_drop_falls_back_to_template():
 
 
 def test_crop_landmarks_maps_into_the_crop():
-    from alignment.warp import fit_similarity, transform_points
+    from alob_common.geometry import fit_similarity, transform_points
 
     template = template_points(H, W)
     matrix = np.array([[2.0, 0.3, 40.0], [-0.3, 2.0, 25.0]])
@@ -314,9 +314,10 @@ def test_masktheface_shared_templates(masktheface_dir):
 def aligned_lfw(lfw_dir, tmp_path_factory):
     """>= 200 real LFW faces (every k-th file) aligned with align-faces (112x96)."""
     pytest.importorskip("facenet_pytorch")
-    from alignment.pipeline import AlignConfig, align_folder, list_images
+    from alignment.align_folder import AlignConfig, align_folder
+    from alob_common.images import scan_images
 
-    files = list_images(lfw_dir)
+    files = scan_images(lfw_dir).images
     picked = files[:: len(files) // 220][:220]
     src = tmp_path_factory.mktemp("lfw-mask-src")
     for f in picked:

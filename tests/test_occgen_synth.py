@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from occgen import OcclusionConfig, Occluder, OccluderLibrary, occlude, parse_scale_set
+from occgen import Occluder, OccluderLibrary, OcclusionConfig, occlude, parse_scale_set
 from occgen.library import default_library
 from occgen.synth import face_points, from_rectangle
 

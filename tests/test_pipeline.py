@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from alob_train import pipeline
-from alob_train.pipeline import (
-    SIZES,
+from alob_common.pairs import parse_pairs_txt
+from alob_experiment.cli import main as pipeline_main
+from alob_experiment.experiment import (
+    RUN_SIZES,
     PipelineError,
     Settings,
     Stage,
@@ -24,8 +25,7 @@ from alob_train.pipeline import (
     run_stage,
     write_test_pairs,
 )
-from alob_train.pipeline_cli import main as pipeline_main
-from occgen.pairs import read_pairs
+from alob_experiment import experiment as pipeline
 
 
 def _mini_lfw(root: Path, images_per_person: dict[str, int]) -> tuple[Path, Path]:
@@ -54,7 +54,7 @@ def mini(tmp_path):
 
 def test_split_trains_on_the_people_of_the_training_folds_and_tests_on_the_rest(mini):
     images, pairs_txt = mini
-    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], SIZES["full"])
+    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], RUN_SIZES["full"])
     assert split.test_folds == [6, 7, 8, 9, 10]
     assert split.train_people == sorted(f"P{f}{s}" for f in range(5) for s in "abc")
     assert split.test_people == sorted(f"P{f}{s}" for f in range(5, 10) for s in "abc")
@@ -65,7 +65,7 @@ def test_split_trains_on_the_people_of_the_training_folds_and_tests_on_the_rest(
 
 def test_quick_size_keeps_the_people_with_most_images_and_the_first_pairs_per_fold(mini):
     images, pairs_txt = mini
-    size = pipeline.replace(SIZES["quick"], train_people=2, pairs_per_fold=1)
+    size = pipeline.replace(RUN_SIZES["quick"], train_people=2, pairs_per_fold=1)
     split = plan_split(pairs_txt, images, [6, 7, 8, 9, 10], size)
     assert split.train_people == ["P9a", "P8a"]  # 11 and 10 images
     assert split.test_folds == [1, 2, 3, 4, 5]
@@ -74,18 +74,18 @@ def test_quick_size_keeps_the_people_with_most_images_and_the_first_pairs_per_fo
 def test_split_refuses_folds_that_leave_nothing_to_test_or_share_people(mini, tmp_path):
     images, pairs_txt = mini
     with pytest.raises(PipelineError, match="leave at least one"):
-        plan_split(pairs_txt, images, list(range(1, 11)), SIZES["full"])
+        plan_split(pairs_txt, images, list(range(1, 11)), RUN_SIZES["full"])
     shared = tmp_path / "shared.txt"
     shared.write_text(pairs_txt.read_text().replace("P9a\t1\t2", "P0a\t1\t2"))
     with pytest.raises(PipelineError, match="overlap"):
-        plan_split(shared, images, [1, 2, 3, 4, 5], SIZES["full"])
+        plan_split(shared, images, [1, 2, 3, 4, 5], RUN_SIZES["full"])
 
 
 def test_test_pairs_file_keeps_the_test_folds(mini, tmp_path):
     images, pairs_txt = mini
-    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], SIZES["full"])
+    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], RUN_SIZES["full"])
     write_test_pairs(split, tmp_path / "test_pairs.txt")
-    parsed = read_pairs(tmp_path / "test_pairs.txt")
+    parsed = parse_pairs_txt(tmp_path / "test_pairs.txt")
     assert (parsed.folds, parsed.per_fold, len(parsed.pairs)) == (5, 1, 10)
     assert [p.fold for p in parsed.pairs] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert parsed.pairs[0].stem1 == "P5a/P5a_0001"
@@ -163,7 +163,7 @@ def test_stages_are_skipped_when_done_resumed_when_interrupted_and_fail_clearly(
 def _real_mini_lfw(lfw_dir: Path, lfw_pairs: Path, root: Path) -> Path:
     """A small LFW made of real images: the first matched and mismatched pair of every View-2
     fold, each person with the images those pairs name plus their first three."""
-    parsed = read_pairs(lfw_pairs)
+    parsed = parse_pairs_txt(lfw_pairs)
     lines, wanted = ["10 1"], {}
     for fold in range(10):
         for same in (True, False):

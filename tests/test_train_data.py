@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-
-from alob_train.data import (DataError, FolderDataset, Occlusion, ResumableSampler, SampleTransform, ShardStream,
-                             open_data)
 from train_fixtures import class_image, write_folders, write_pairs, write_shards
+
+from alob_train.data import (
+    DataError,
+    FolderDataset,
+    Occlusion,
+    ResumableSampler,
+    SampleTransform,
+    ShardStream,
+    open_data,
+)
 
 
 def test_open_shards_reads_classes_and_counts(tmp_path):

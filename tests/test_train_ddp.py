@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import torch
+from train_fixtures import write_shards
 
 from alob_train.checkpoint import load_checkpoint
-from train_fixtures import write_shards
 
 PROJECT = Path(__file__).resolve().parents[1]
 

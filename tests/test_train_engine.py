@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from train_fixtures import write_folders, write_pairs, write_shards
 
+from alob_common.verification import fold_accuracy
 from alob_train.checkpoint import load_checkpoint, load_model
 from alob_train.cli import main
 from alob_train.engine import TrainConfig, TrainingDiverged, lr_factor, train
-from alob_train.verification import fold_accuracy
 from alob_train.model import ALOB
-from train_fixtures import write_folders, write_pairs, write_shards
 
 
 def _config(data, out, **kw) -> TrainConfig:

@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alob_train.layers import CosFace, GradientReversal, dann_ramp, grad_reverse, project_out
+from alob_train.layers import (
+    CosFace,
+    GradientReversal,
+    dann_ramp,
+    grad_reverse,
+    project_out,
+)
 
 
 @pytest.mark.parametrize("coeff", [1.0, 0.3, 2.5])

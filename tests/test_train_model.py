@@ -8,10 +8,10 @@ import torch
 from alob_train.backbones import BACKBONES, build_backbone
 from alob_train.model import ALOB, VARIANTS
 
-SIZES = [(112, 96), (112, 112)]
+RUN_SIZES = [(112, 96), (112, 112)]
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", RUN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_backbone_embeds_to_512_and_backpropagates(name, size):
     torch.manual_seed(0)
@@ -30,7 +30,7 @@ def test_backbone_final_maps_match_the_method():
     assert build_backbone("lightcnn9", (112, 112)).feature_shape == (128, 7, 7)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", RUN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_forward_backward_and_embedding(variant, size):
     torch.manual_seed(0)

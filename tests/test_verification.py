@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alob_train.verification import best_threshold, contiguous_folds, cosine_scores, evaluate_pairs, fold_accuracy, tar_at_far
+from alob_common.pairs import contiguous_folds
+from alob_common.verification import (
+    best_threshold,
+    cosine_scores,
+    evaluate_pairs,
+    fold_accuracy,
+    tar_at_far,
+)
 
 
 def test_contiguous_folds_are_lfw_blocks():
@@ -85,9 +92,9 @@ def test_cosine_scores_and_report_dict():
 
 def test_pairs_txt_folds_match_lfw_view2(lfw_pairs, lfw_dir):
     """The standard pairs.txt gives 10 contiguous folds of 300 genuine then 300 impostor pairs."""
-    from alob_train.pairs import missing_images, read_pairs
+    from alob_common.pairs import missing_images, pair_table
 
-    table = read_pairs(lfw_pairs, lfw_dir)
+    table = pair_table(lfw_pairs, lfw_dir)
     assert len(table) == 6000
     np.testing.assert_array_equal(table.fold.to_numpy(), contiguous_folds(6000))
     for k in range(10):
@@ -97,27 +104,27 @@ def test_pairs_txt_folds_match_lfw_view2(lfw_pairs, lfw_dir):
 
 
 def test_pairs_formats(tmp_path):
-    from alob_train.pairs import PairsError, read_pairs
+    from alob_common.pairs import PairsError, pair_table
 
     (tmp_path / "mfr2.txt").write_text("Ann 1 2\nAnn 1 Bob 3\n")
-    table = read_pairs(tmp_path / "mfr2.txt", tmp_path / "imgs", fmt="mfr2")
+    table = pair_table(tmp_path / "mfr2.txt", tmp_path / "imgs", fmt="mfr2")
     assert table.path1.tolist() == [str(tmp_path / "imgs/Ann/Ann_0001.png")] * 2
     assert table.path2.tolist()[1] == str(tmp_path / "imgs/Bob/Bob_0003.png")
     assert table.same.tolist() == [True, False]
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / "pairs.csv").write_text("path1,path2,same,fold\na.jpg,b.jpg,1,0\nc.jpg,d.jpg,0,1\n")
-    csv = read_pairs(tmp_path / "set")
+    csv = pair_table(tmp_path / "set")
     assert csv.same.tolist() == [True, False] and csv.path1[0] == str(tmp_path / "set" / "a.jpg")
     (tmp_path / "bad.txt").write_text("10 300\nAnn x 2\n")
     with pytest.raises(PairsError, match="bad.txt:2"):
-        read_pairs(tmp_path / "bad.txt", tmp_path)
+        pair_table(tmp_path / "bad.txt", tmp_path)
 
 
 def test_headerless_pair_list_folds_match_kfold(tmp_path):
     """MFR2-style lists (no header) are cut like sklearn's KFold: the first len % 10 folds longer."""
-    from alob_train.pairs import read_pairs
+    from alob_common.pairs import pair_table
 
     lines = [f"P{i} 1 2" if i % 2 else f"P{i} 1 Q{i} 2" for i in range(848)]
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
-    table = read_pairs(tmp_path / "pairs.txt", tmp_path, fmt="mfr2")
+    table = pair_table(tmp_path / "pairs.txt", tmp_path, fmt="mfr2")
     np.testing.assert_array_equal(table.fold.to_numpy(), contiguous_folds(848))

@@ -2,7 +2,7 @@
 
 Every occluded image of an occgen folder dataset (``manifest.csv`` rows with ``occluded`` true,
 ``status`` ok, a saved mask) gets a Grad-CAM and a Grad-CAM++ of the network's embedding, scored
-against its true occlusion mask (:class:`alob_train.cam.MaskOverlap`). Two trivial maps are
+against its true occlusion mask (:class:`alob_eval.cam_maps.MaskOverlap`). Two trivial maps are
 scored the same way as a reference for chance: a centred Gaussian and uniform noise (seeded).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,14 +20,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from alob_train.cam import METHODS, MaskOverlap, cam_maps, centre_prior, random_maps
-from alob_train.data import read_rgb
+from alob_common.atomic import write_bytes_atomic, write_text_atomic
+from alob_common.errors import UserError
+from alob_common.images import read_rgb
+from alob_eval.cam_maps import METHODS, MaskOverlap, cam_maps, centre_prior, random_maps
 
 BASELINES = ("centre-prior", "random")
 MAPS = METHODS + BASELINES
 
 
-class CamDataError(ValueError):
+class CamDataError(UserError, ValueError):
     """The folder is not an occgen folder dataset with occlusion masks."""
 
 
@@ -98,7 +99,7 @@ def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 def to_input(images: Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 RGB images (H, W, 3) -> a normalised float batch (N, 3, H, W) in [-1, 1]."""
-    from alob_train.constants import normalize
+    from alob_train.preprocess import normalize
 
     return normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous())
 
@@ -217,19 +218,6 @@ def grid_figure(network: torch.nn.Module, layer: torch.nn.Module, data: Occluded
     return packed.getvalue()
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write a file through a temporary name in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "centre-prior": "centre Gaussian (baseline)",
           "random": "uniform noise (baseline)"}
 
@@ -286,6 +274,6 @@ def _no_nan(value):
 def write_cam_report(out: str | Path, report: dict, grid_png: bytes) -> None:
     """Write ``cam.json``, ``cam.md`` and ``cam_grid.png`` into ``out``, each atomically."""
     out = Path(out)
-    write_atomic(out / "cam_grid.png", grid_png)
-    write_atomic(out / "cam.json", json.dumps(_no_nan(report), indent=2, allow_nan=False))
-    write_atomic(out / "cam.md", cam_markdown(report))
+    write_bytes_atomic(out / "cam_grid.png", grid_png)
+    write_text_atomic(out / "cam.json", json.dumps(_no_nan(report), indent=2, allow_nan=False))
+    write_text_atomic(out / "cam.md", cam_markdown(report))

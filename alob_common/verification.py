@@ -18,10 +18,15 @@ With 3,000 impostor pairs (LFW) FAR = 1e-3 rests on 3 false accepts; reports say
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_curve
-from sklearn.model_selection import KFold
+
+from alob_common.pairs import contiguous_folds
+
+# A model, as the protocol sees it: RGB uint8 images (H, W, 3) -> an (N, D) array of embeddings.
+Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 CONVENTIONS = {
     "accuracy": "the pair list's folds (LFW View 2: 10 contiguous folds); per fold, the threshold maximising "
@@ -31,18 +36,6 @@ CONVENTIONS = {
     "fold": "TAR@FAR as in insightface: per fold, threshold interpolated to the target FAR on the other folds",
 }
 TAR_CONVENTIONS = ("roc", "order", "fold")
-
-
-def contiguous_folds(n_pairs: int, n_folds: int = 10) -> np.ndarray:
-    """Fold index of each pair when the list is cut into ``n_folds`` contiguous blocks
-    (fewer when there are fewer pairs than folds)."""
-    folds = np.zeros(n_pairs, dtype=int)
-    if n_pairs < 2:
-        return folds
-    splitter = KFold(n_splits=min(n_folds, n_pairs), shuffle=False)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(n_pairs))):
-        folds[test] = k
-    return folds
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:

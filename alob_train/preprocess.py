@@ -10,7 +10,6 @@ import torch
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
-INPUT_SIZES: dict[str, tuple[int, int]] = {"112x96": (112, 96), "112x112": (112, 112)}
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,18 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from alignment.imageio import IMAGE_EXTENSIONS, BadImage, load_image, write_bytes_atomic, write_image_atomic
 from alignment.warp import center_crop, warp_face
+from alob_common.atomic import write_csv_atomic, write_json_atomic
+from alob_common.errors import UserError
+from alob_common.images import (
+    BadImage,
+    ImageScan,
+    load_image,
+    no_images_message,
+    scan_images,
+    write_image_atomic,
+)
+from alob_common.settings import check_same_settings
 
 MANIFEST_COLUMNS = (
     ["path", "source", "identity", "status", "reason", "detector", "score"]
@@ -35,7 +45,7 @@ DONE_STATUSES = ("ok", "fallback")
 SETTINGS_THAT_SHAPE_OUTPUT = ("size", "detector", "fallback", "pick", "thresholds", "min_face_size")
 
 
-class AlignError(Exception):
+class AlignError(UserError):
     """A problem with the run's inputs or outputs, reported to the user in one line."""
 
 
@@ -53,23 +63,6 @@ class AlignConfig:
     max_pixels: int = 40_000_000
     jpeg_quality: int = 95
     batch_size: int = 16
-
-
-def list_images(src: Path) -> list[Path]:
-    """All files under ``src`` with an image extension (any case), sorted. Symlinked files and
-    folders are followed (each real folder once, so link cycles end); hidden entries skipped."""
-    found, seen = [], set()
-    for root, dirs, files in os.walk(src, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(
-            Path(root, f) for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")
-        )
-    return sorted(found)
 
 
 def _empty_row(rel: str, config: AlignConfig) -> dict:
@@ -174,7 +167,7 @@ def write_manifest(out: Path, rows: Iterable[dict]) -> Path:
     """Write ``OUT/manifest.csv`` atomically, sorted by source path."""
     frame = pd.DataFrame(list(rows), columns=MANIFEST_COLUMNS).sort_values("source", kind="stable")
     path = out / "manifest.csv"
-    write_bytes_atomic(path, frame.to_csv(index=False).encode())
+    write_csv_atomic(path, frame)
     return path
 
 
@@ -195,11 +188,8 @@ def _check_settings(out: Path, config: AlignConfig) -> None:
         old = json.loads(meta.read_text())["settings"]
     except (ValueError, KeyError):
         return
-    new = _settings(config)
-    changed = [k for k in SETTINGS_THAT_SHAPE_OUTPUT if k in old and old[k] != new[k]]
-    if changed:
-        detail = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in changed)
-        raise AlignError(f"{out} was made with other settings ({detail}); use --overwrite or another OUT")
+    keys = [k for k in SETTINGS_THAT_SHAPE_OUTPUT if k in old]
+    check_same_settings(old, _settings(config), str(out), "use --overwrite or another OUT", keys)
 
 
 def _settings(config: AlignConfig) -> dict:
@@ -234,9 +224,10 @@ def align_folder(
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise AlignError(f"source folder not found: {src}")
-    files = list_images(src)
+    scan = scan_images(src)
+    files = scan.images
     if not files:
-        raise AlignError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {src}")
+        raise AlignError(no_images_message(src, scan))
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise AlignError("OUT must not be SRC or lie inside it")
     _prepare_out(out)
@@ -256,7 +247,7 @@ def align_folder(
                 done[row["source"]] = row
     jobs = [(str(f), rel, str(out / rel)) for f, rel in zip(files, rels) if rel not in done]
     rows: dict[str, dict] = dict(done)
-    _write_json(out, config, command, rows, len(files), len(done), 0.0, complete=False)
+    _write_json(out, config, command, rows, scan, len(done), 0.0, complete=False)
 
     start = last_save = time.perf_counter()
     counts = {"ok": 0, "fallback": 0, "failed": 0}
@@ -275,10 +266,11 @@ def align_folder(
         bar.close()
         write_manifest(out, rows.values())
     seconds = time.perf_counter() - start
-    return _write_json(out, config, command, rows, len(files), len(done), seconds, complete=True)
+    return _write_json(out, config, command, rows, scan, len(done), seconds, complete=True)
 
 
-def _write_json(out, config, command, rows, total, resumed, seconds, complete) -> dict:
+def _write_json(out, config, command, rows, scan: ImageScan, resumed, seconds, complete) -> dict:
+    total = len(scan.images)
     statuses = pd.Series([r["status"] for r in rows.values()], dtype=object).value_counts().to_dict()
     processed = total - resumed
     summary = {
@@ -295,11 +287,13 @@ def _write_json(out, config, command, rows, total, resumed, seconds, complete) -
             "failed": int(statuses.get("failed", 0)),
             "resumed": resumed,
             "processed": processed,
+            "other_files": scan.others,
         },
+        "other_file_examples": scan.other_examples,
         "seconds": round(seconds, 2),
         "images_per_second": round(processed / seconds, 2) if seconds > 0 else None,
     }
-    write_bytes_atomic(out / "dataset.json", json.dumps(summary, indent=2).encode())
+    write_json_atomic(out / "dataset.json", summary)
     return summary
 
 

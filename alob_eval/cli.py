@@ -10,19 +10,19 @@ from pathlib import Path
 import click
 import numpy as np
 
-from alob_train.verification import TAR_CONVENTIONS
+from alob_common.verification import TAR_CONVENTIONS
 
 
 def _parse_bench(spec: str):
-    from alob_train.evaluate import Benchmark
-    from alob_train.pairs import PairsError, read_pairs
+    from alob_common.pairs import PairsError, pair_table
+    from alob_eval.benchmarks import Benchmark
 
     name, sep, where = spec.partition("=")
     if not sep or not name or not where:
         raise click.BadParameter(f"{spec!r}: expected NAME=DIR (with pairs.csv) or NAME=ALIGNED_DIR@pairs.txt")
     folder, _, pairs_txt = where.partition("@")
     try:
-        table = read_pairs(pairs_txt or folder, folder if pairs_txt else None)
+        table = pair_table(pairs_txt or folder, folder if pairs_txt else None)
     except (PairsError, OSError) as err:
         raise click.BadParameter(f"{name}: {err}") from None
     return Benchmark(name, table, Path(folder))
@@ -47,7 +47,7 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     import torch
 
     from alob_train.checkpoint import load_model
-    from alob_train.evaluate import fuse_conv_bn, model_embedder
+    from alob_train.embed import fuse_conv_bn, model_embedder
 
     run = Path(checkpoint)
     if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
@@ -66,9 +66,9 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
                  quiet: bool) -> tuple[dict[str, np.ndarray], str]:
     """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
     --reference; returns them and the model's description."""
-    from alob_train.embeddings import embeddings_for, load_embeddings
-    from alob_train.evaluate import embed_paths
-    from alob_train.reference_models import ModelUnavailable, reference_embedder
+    from alob_eval.embeddings import embeddings_for, load_embeddings
+    from alob_eval.reference_models import ModelUnavailable, reference_embedder
+    from alob_train.embed import embed_paths
 
     checkpoint, reference, embeddings = model_args.get("checkpoint"), model_args.get("reference"), model_args.get("embeddings")
     if sum(x is not None for x in (checkpoint, reference, embeddings)) != 1:
@@ -130,8 +130,8 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_conve
         return
     if not benches:
         raise click.UsageError("give at least one --bench NAME=DIR[@pairs.txt]")
-    from alob_train.evaluate import evaluate_benchmarks
-    from alob_train.report import write_report
+    from alob_eval.benchmarks import evaluate_benchmarks
+    from alob_eval.report import write_report
 
     benchmarks = [_parse_bench(spec) for spec in benches]
     start = time.perf_counter()
@@ -159,7 +159,7 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_conve
 def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gallery_2, flip, batch_size, out,
                quiet) -> None:
     """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
-    from alob_train.identification import ar_identification, scan_ar
+    from alob_eval.identification import ar_identification, scan_ar
 
     table = scan_ar(ar_dir)
     if table.empty:
@@ -198,7 +198,7 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gall
 @click.option("--out", type=click.Path(dir_okay=False), default="tsne.png", show_default=True)
 def tsne_command(images, checkpoints, references, embedding_files, identities, per_identity, seed, out) -> None:
     """t-SNE of a few identities x many images: one panel per model, points coloured by identity."""
-    from alob_train.tsne import pick_identities, plot_panels, tsne_2d
+    from alob_eval.tsne import pick_identities, plot_panels, tsne_2d
 
     if not checkpoints and not references and not embedding_files:
         raise click.UsageError("give at least one --checkpoint, --reference or --embeddings")
@@ -243,13 +243,13 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
     and ROC-AUC of CAM values vs mask pixels (mean per image and pooled), for both CAM methods
     and two trivial maps (centred Gaussian, uniform noise) as the chance reference. Writes
     OUT/cam.json, OUT/cam.md and OUT/cam_grid.png (clean and occluded images with their CAMs).
-    The CAM layer is the backbone's second-to-last convolution (alob_train.cam.cam_target_layer).
+    The CAM layer is the backbone's second-to-last convolution (alob_eval.cam_maps.cam_target_layer).
 
     \b
       alob-eval cam --data lfw-occ-3.0/ --checkpoint runs/alob-r18 --out report-cam/
     """
-    from alob_train.cam import CAM_LAYERS, cam_target_layer
-    from alob_train.cam_eval import (
+    from alob_eval.cam_maps import CAM_LAYERS, cam_target_layer
+    from alob_eval.cam_report import (
         CamDataError,
         grid_figure,
         pick_grid_rows,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alob_train.verification import CONVENTIONS
+from alob_common.verification import CONVENTIONS
 
 
 def markdown_table(results: dict[str, dict], fars: tuple[float, ...]) -> str:

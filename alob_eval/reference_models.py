@@ -15,16 +15,24 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
+from alob_common.dlib_models import (
+    FACE_RESNET,
+    SHAPE_5,
+    DlibUnavailable,
+    require_dlib_model,
+)
+from alob_common.errors import UserError
+from alob_common.verification import Embedder
+
 REFERENCE_MODELS = ("facenet", "dlib")
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(UserError):
     """The reference model's package is not installed; the message says how to get it."""
 
 
@@ -78,14 +86,15 @@ def facenet_embedder(standardize: str = "fixed", size: int = 160) -> Embedder:
 
 def dlib_embedder() -> Embedder:
     """dlib's ResNet (128-d) with dlib's own 5-point chip alignment inside each crop."""
-    hint = "pip install 'alob-toolkit[dlib]' (dlib-bin and face_recognition_models)"
-    if importlib.util.find_spec("dlib") is None:
-        raise ModelUnavailable(f"dlib is not installed: {hint}")
+    try:
+        shape_file = require_dlib_model(SHAPE_5, "--reference dlib")
+        net_file = require_dlib_model(FACE_RESNET, "--reference dlib")
+    except DlibUnavailable as err:
+        raise ModelUnavailable(str(err)) from None
     import dlib
 
-    models = "models"
-    shape = dlib.shape_predictor(str(_package_file("face_recognition_models", f"{models}/shape_predictor_5_face_landmarks.dat", hint)))
-    net = dlib.face_recognition_model_v1(str(_package_file("face_recognition_models", f"{models}/dlib_face_recognition_resnet_model_v1.dat", hint)))
+    shape = dlib.shape_predictor(str(shape_file))
+    net = dlib.face_recognition_model_v1(str(net_file))
 
     def embed(crops: Sequence[np.ndarray]) -> np.ndarray:
         out = []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from alob_common.errors import UserError
 from alob_train.model import VARIANTS
 
 
@@ -92,7 +93,11 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
       alob-pipeline --full --work lfw-experiment
       alob-pipeline --full --variants all --train-folds 6-10     (halves swapped, with ablations)
     """
-    from alob_train.pipeline import PipelineError, Settings, find_lfw, run_pipeline
+    from alob_experiment.experiment import (
+        Settings,
+        find_lfw,
+        run_pipeline,
+    )
 
     start = time.perf_counter()
     work_dir = Path(work).resolve()
@@ -106,7 +111,7 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
                             epochs=epochs, batch_size=batch_size, max_steps=max_steps,
                             cam_limit=cam_limit)
         report = run_pipeline(settings, log=click.echo)
-    except PipelineError as err:
+    except UserError as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
         click.echo("\ninterrupted: rerun the same command to resume", err=True)

@@ -1,33 +1,25 @@
-"""Run the verification protocol for one model over several benchmarks.
+"""Embeddings of image files by a trained model, and ``alob-train --val``.
 
-A *benchmark* is a name and a pair list (:func:`alob_train.pairs.read_pairs`); a *model* is any
-function from a list of RGB uint8 images to an (N, D) array. Every image named by any benchmark
-is embedded once, then each benchmark is scored with :func:`evaluate_pairs`.
+An *embedder* is any function from a list of RGB uint8 images to an (N, D) array
+(:data:`alob_common.verification.Embedder`); :func:`model_embedder` makes one from a trained
+model, :func:`embed_paths` runs one over files (each image once), :func:`validate_folder`
+scores a folder dataset's pairs with the evaluation protocol.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
+import torch.nn.functional as F
 
-from alob_train.data import read_rgb
-from alob_train.verification import cosine_scores, evaluate_pairs, fold_accuracy
-
-Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
-
-
-@dataclass
-class Benchmark:
-    """A named pair list and the folder its relative image paths belong to."""
-
-    name: str
-    pairs: pd.DataFrame
-    root: Path
+from alob_common.images import read_rgb
+from alob_common.pairs import PairsError, pairs_csv_table
+from alob_common.verification import Embedder, cosine_scores, fold_accuracy
+from alob_train.data import DataError
+from alob_train.preprocess import normalize
 
 
 def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
@@ -58,10 +50,6 @@ def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: 
                    channels_last: bool = False) -> Embedder:
     """An :data:`Embedder` over a trained ALOB model (any variant's ``embed``): images are resized
     to the model's input size when they differ, normalised to [-1, 1], embedded in eval mode."""
-    import torch.nn.functional as F
-
-    from alob_train.constants import normalize
-
     @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> np.ndarray:
         batch = []
@@ -88,16 +76,13 @@ def validate_folder(model: torch.nn.Module, root: str | Path, input_size: tuple[
                     channels_last: bool = False) -> dict[str, float]:
     """``alob-train --val``: verification accuracy of the model on a folder dataset's pairs.csv,
     with the same protocol as ``alob-eval``."""
-    from alob_train.data import DataError
-    from alob_train.pairs import PairsError, read_pairs_csv
-
     try:
-        pairs = read_pairs_csv(root)
+        pairs = pairs_csv_table(root)
     except (PairsError, OSError) as err:
         raise DataError(f"validation folder {root}: {err}") from None
     paths = list(dict.fromkeys([*pairs.path1, *pairs.path2]))
     vectors = embed_paths(model_embedder(model, input_size, device, channels_last), paths, batch_size, progress=False)
-    scores = score_benchmark(Benchmark("val", pairs, Path(root)), vectors)
+    scores = cosine_scores(np.stack([vectors[p] for p in pairs.path1]), np.stack([vectors[p] for p in pairs.path2]))
     result = fold_accuracy(scores, pairs.same.to_numpy(bool), pairs.fold.to_numpy())
     return {"val_acc": result.mean, "val_std": result.std, "val_pairs": float(len(pairs))}
 
@@ -130,22 +115,3 @@ def embed_paths(embed: Embedder, paths: Sequence[str], batch_size: int = 64, fli
             out.update(zip(chunk, vectors))
             bar.update(len(chunk))
     return out
-
-
-def score_benchmark(bench: Benchmark, vectors: dict[str, np.ndarray]) -> np.ndarray:
-    """Cosine similarity of every pair of a benchmark."""
-    first = np.stack([vectors[p] for p in bench.pairs.path1])
-    second = np.stack([vectors[p] for p in bench.pairs.path2])
-    return cosine_scores(first, second)
-
-
-def evaluate_benchmarks(benchmarks: Sequence[Benchmark], vectors: dict[str, np.ndarray],
-                        fars: tuple[float, ...], convention: str) -> tuple[dict, dict]:
-    """Figures per benchmark and the (scores, same) arrays behind the ROC plot."""
-    results, curves = {}, {}
-    for bench in benchmarks:
-        scores = score_benchmark(bench, vectors)
-        same = bench.pairs.same.to_numpy(bool)
-        results[bench.name] = evaluate_pairs(scores, same, bench.pairs.fold.to_numpy(), fars, convention)
-        curves[bench.name] = (scores, same)
-    return results, curves

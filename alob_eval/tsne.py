@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from alob_common.images import is_image_name
 
 
 def pick_identities(folder: str | Path, identities: int, per_identity: int,
@@ -16,7 +16,7 @@ def pick_identities(folder: str | Path, identities: int, per_identity: int,
     folder = Path(folder)
     eligible = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        images = sorted(str(f) for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(str(f) for f in sub.iterdir() if is_image_name(f.name))
         if len(images) >= per_identity:
             eligible[sub.name] = images[:per_identity]
     if len(eligible) < identities:

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from occgen.pairs import read_pairs
+from alob_common.errors import UserError
+from alob_common.images import is_image_name
+from alob_common.pairs import parse_pairs_txt
 
 LFW_URL = "http://vis-www.cs.umass.edu/lfw/"
 LFW_FILES = {  # file → md5, as published with LFW (and checked by torchvision's LFW dataset)
@@ -44,7 +46,7 @@ SCENARIOS = {  # benchmark name → (scenario, occgen build options)
 }
 
 
-class PipelineError(Exception):
+class PipelineError(UserError):
     """A problem the user can fix (missing data, a failed stage); the message says what."""
 
 
@@ -61,7 +63,7 @@ class Size:
     batch_size: int = 64
 
 
-SIZES = {
+RUN_SIZES = {
     "quick": Size("quick", train_people=60, pairs_per_fold=60, copies=1, epochs=1, cam_images=300),
     "full": Size("full", train_people=None, pairs_per_fold=None, copies=3, epochs=2, cam_images=None),
 }
@@ -145,7 +147,7 @@ def find_lfw(lfw_dir: str | Path | None, work: Path, download: bool = True) -> t
 
 def _count_images(images: Path, person: str) -> int:
     folder = images / person
-    return sum(1 for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")) if folder.is_dir() else 0
+    return sum(1 for p in folder.iterdir() if is_image_name(p.name)) if folder.is_dir() else 0
 
 
 def _people(pair) -> tuple[str, str]:
@@ -156,7 +158,7 @@ def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size
     """Choose the training people (of ``train_folds``, 1-based) and the test pairs (of the other
     folds). With ``size.train_people`` set, the people with most images are kept (ties by name);
     with ``size.pairs_per_fold`` set, the first N matched and N mismatched pairs of each test fold."""
-    parsed = read_pairs(pairs_txt)
+    parsed = parse_pairs_txt(pairs_txt)
     if parsed.malformed:
         bad = parsed.malformed[0]
         raise PipelineError(f"{pairs_txt}:{bad['line']}: {bad['reason']}")
@@ -298,7 +300,7 @@ class Settings:
 
     def resolved_size(self) -> Size:
         """The named size with this run's overrides applied."""
-        size = SIZES[self.size]
+        size = RUN_SIZES[self.size]
         if self.train_people is not None:
             size = replace(size, train_people=self.train_people or None)
         if self.pairs_per_fold is not None:

@@ -1,0 +1,70 @@
+"""Atomic file writes: a reader (or a rerun after a crash) sees the old file or the new one,
+never half of one. Every file a later stage reads is written through these functions."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _temporary(path: Path) -> Path:
+    # The process id keeps concurrent writers (worker processes, array jobs) apart.
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it, and rename it over ``path``.
+
+    The folder is created only when missing (builders write thousands of files per second).
+    """
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        handle = open(tmp, "wb")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp, "wb")
+    try:
+        with handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Atomically write UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Atomically write ``data`` as indented JSON (non-JSON values written with ``str``)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, table: "pd.DataFrame") -> None:
+    """Atomically write a table as CSV without the index (the project's table format)."""
+    write_text_atomic(path, table.to_csv(index=False))
+
+
+def link_or_copy_atomic(source: str | os.PathLike, path: str | os.PathLike, data: bytes) -> None:
+    """Put a copy of ``source`` (whose bytes are ``data``) at ``path``: a hard link when both lie
+    on one file system (no second copy on disk, ten times faster to create), else the bytes."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        write_bytes_atomic(path, data)
