@@ -169,16 +169,19 @@ def load_image(path: str | os.PathLike, max_pixels: int = 40_000_000) -> Loaded:
     return Loaded(np.ascontiguousarray(rgb), scale, notes)
 
 
-def encode(image: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
-    """Encode an RGB (or single-channel) uint8 array as ``ext`` (".jpg", ".png", ".webp" …);
-    PNG uses fast compression level 1, WebP is lossless."""
+def encode(image: np.ndarray, ext: str, jpeg_quality: int = 95, png_level: int | None = 1) -> bytes:
+    """Encode an RGB (or single-channel) uint8 array as ``ext`` (".jpg", ".png", ".webp" …).
+
+    PNG uses compression ``png_level`` (1, fast, for dataset builders; None = OpenCV's default,
+    the aligner's choice); WebP is lossless."""
     ext = ext.lower()
+    params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     elif ext == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, 100]
-    else:
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else []
+    elif ext == ".png" and png_level is not None:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, png_level]
     array = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, buf = cv2.imencode(ext, array, params)
     if not ok:
@@ -188,7 +191,7 @@ def encode(image: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
 
 def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
     """Encode ``rgb`` by the file extension and move it into place only when complete."""
-    write_bytes_atomic(path, encode(rgb, Path(path).suffix, jpeg_quality))
+    write_bytes_atomic(path, encode(rgb, Path(path).suffix, jpeg_quality, png_level=None))
 
 
 def decode_rgb(data: bytes) -> np.ndarray | None:
