@@ -27,6 +27,7 @@ from alignment.warp import center_crop, warp_face
 from alob_common.atomic import write_csv_atomic, write_json_atomic
 from alob_common.errors import UserError
 from alob_common.images import (
+    RGB_WRITABLE_EXTENSIONS,
     BadImage,
     ImageScan,
     load_image,
@@ -114,6 +115,13 @@ def _process_chunk(jobs: list[tuple[str, str, str]]) -> list[dict]:
     return rows
 
 
+def crop_name(source: str) -> str:
+    """Where the crop of ``source`` goes, relative to OUT: the same relative path, with ``.png``
+    appended when the source's type cannot hold an RGB crop (PGM, GIF, JPEG 2000 …), so that
+    ``a.gif`` and ``a.png`` in one folder never share a crop."""
+    return source if Path(source).suffix.lower() in RGB_WRITABLE_EXTENSIONS else f"{source}.png"
+
+
 def _finish(row: dict, image, dst: str, face, config: AlignConfig) -> None:
     notes = list(image.notes)
     if face is not None and not isinstance(face, Exception):
@@ -134,7 +142,7 @@ def _finish(row: dict, image, dst: str, face, config: AlignConfig) -> None:
     except OSError as err:
         row.update(status="failed", reason=f"write failed: {err}")
         return
-    row.update(status=status, reason="; ".join(notes), path=row["source"])
+    row.update(status=status, reason="; ".join(notes), path=crop_name(row["source"]))
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -245,7 +253,7 @@ def align_folder(
         for row in previous:
             if row["source"] in current and row["status"] in DONE_STATUSES and (out / row["path"]).is_file():
                 done[row["source"]] = row
-    jobs = [(str(f), rel, str(out / rel)) for f, rel in zip(files, rels) if rel not in done]
+    jobs = [(str(f), rel, str(out / crop_name(rel))) for f, rel in zip(files, rels) if rel not in done]
     rows: dict[str, dict] = dict(done)
     _write_json(out, config, command, rows, scan, len(done), 0.0, complete=False)
 

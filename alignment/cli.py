@@ -57,8 +57,9 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
          max_pixels, jpeg_quality, overwrite, quiet) -> None:
     """Align every face photo under SRC into OUT.
 
-    SRC is walked recursively (jpg, jpeg, png, bmp, webp, any case) and its folder tree is
-    mirrored under OUT, so identity folders stay identity folders. Each face is found with
+    SRC is walked recursively (every still-image type: jpg, png, bmp, webp, gif, tif, pgm/ppm,
+    jp2 …, any case; other files are counted in the summary) and its folder tree is mirrored
+    under OUT, so identity folders stay identity folders. Each face is found with
     MTCNN (five landmarks), fitted to the template by a least-squares similarity transform and
     warped to a 112×96 (or 112×112) crop. OUT/manifest.csv gets one row per input (ok,
     fallback or failed, with the reason and the landmarks in source pixels) and
@@ -104,3 +105,6 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
         + (f" ({c['resumed']} already done, resumed)" if c["resumed"] else "")
         + f"\nmanifest: {os.path.join(out, 'manifest.csv')}"
     )
+    if c.get("other_files"):
+        examples = ", ".join(summary["other_file_examples"])
+        click.echo(f"not images, skipped: {c['other_files']} file(s) ({examples})")

@@ -26,6 +26,8 @@ IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".gif", ".tif", ".tiff",
     ".pgm", ".ppm", ".pbm", ".pnm", ".jp2", ".j2k",
 })
+# The subset OpenCV writes as 8-bit RGB (a crop of a PGM, GIF or JPEG 2000 source is written as PNG).
+RGB_WRITABLE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MIN_SIDE = 12  # MTCNN's P-Net window; nothing smaller can hold a detectable face
 HARD_PIXEL_LIMIT = 400_000_000  # refuse outright above this (decompression bombs)
 

@@ -134,6 +134,11 @@ def test_rerun_resumes_and_redoes_missing(bad_tree: Path, tmp_path: Path):
     pd.testing.assert_frame_equal(read_manifest(out), first)
     refused = CliRunner().invoke(main, [str(bad_tree), str(out), "--size", "112x112", "--workers", "0"])
     assert refused.exit_code == 1 and "other settings" in refused.output
+    assert "size: '112x96' -> '112x112'" in refused.output
+    # the run's own values given explicitly are the same settings, not a change
+    same = CliRunner().invoke(main, [str(bad_tree), str(out), "--size", "112x96", "--fallback", "center",
+                                     "--workers", "0", "--quiet"])
+    assert same.exit_code == 0, same.output
 
 
 def test_usage_errors_are_one_line(tmp_path: Path, bad_tree: Path):
