@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from alignment.warp import center_crop, warp_face
-from alob_common.atomic import write_csv_atomic, write_json_atomic
+from alob_common.atomic import remove_stale_temporaries, write_csv_atomic, write_json_atomic
 from alob_common.errors import UserError
 from alob_common.images import (
     RGB_WRITABLE_EXTENSIONS,
@@ -239,6 +239,7 @@ def align_folder(
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise AlignError("OUT must not be SRC or lie inside it")
     _prepare_out(out)
+    remove_stale_temporaries(out)  # crops a killed run left half-written
     if not overwrite:
         _check_settings(out, config)
 

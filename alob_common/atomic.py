@@ -68,3 +68,14 @@ def link_or_copy_atomic(source: str | os.PathLike, path: str | os.PathLike, data
     except OSError:
         tmp.unlink(missing_ok=True)
         write_bytes_atomic(path, data)
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> int:
+    """Delete the temporary files (``.<name>.<pid>.tmp``) that a killed writer left under
+    ``root``; a rerun calls this before it resumes. Returns how many were removed."""
+    removed = 0
+    for path in Path(root).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

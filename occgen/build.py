@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from alob_common.atomic import link_or_copy_atomic, write_bytes_atomic
+from alob_common.atomic import link_or_copy_atomic, remove_stale_temporaries, write_bytes_atomic
 from alob_common.images import decode_rgb, encode, no_images_message, scan_images
 from alob_common.pairs import parse_pairs_txt
 from alob_common.settings import check_same_settings
@@ -349,6 +349,8 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
         pairs = parse_pairs_txt(config.pairs)  # early, so a bad pairs file fails before any work
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if job.num_shards == 1:  # this job owns OUT: what a killed run left half-written goes
+            remove_stale_temporaries(out)
     except OSError as err:
         raise OccgenError(f"cannot write to output folder {out}: {err.strerror or err}") from None
     first = next((decode_rgb((src / r).read_bytes()) for r in rels[:20] if (src / r).is_file()), None)
