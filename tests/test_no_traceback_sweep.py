@@ -1,0 +1,159 @@
+"""Every command against a corpus of bad inputs made here: each must end with exit code 0 (work
+done, bad items recorded), 1 (a one-line error) or 2 (a usage error) — never a Python traceback —
+and must not damage what an earlier run wrote. The commands run as real processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from train_fixtures import write_folders, write_pairs, write_shards
+
+BIN = Path(sys.executable).parent
+
+
+def _jpeg(seed: int = 0, size: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Bad inputs of every kind, plus a few good ones to run against."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "empty").mkdir()
+    (root / "only-text").mkdir()
+    (root / "only-text" / "notes.txt").write_text("no images here")
+    (root / "a-file").write_text("a file where a folder is expected")
+    bad = root / "bad-images" / "person"
+    bad.mkdir(parents=True)
+    for k in range(3):
+        (bad / f"good_{k}.jpg").write_bytes(_jpeg(k))
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "truncated.jpg").write_bytes(_jpeg(9)[:200])
+    (bad / "jpeg-named.png").write_bytes(_jpeg(7))
+    (bad / "text-named.jpg").write_text("not an image")
+    (root / "pairs-malformed.txt").write_text("10 300\nperson 1\nthis line is wrong too much here\n")
+    (root / "pairs-empty.txt").write_text("")
+    write_shards(root / "shards-good", classes=3, per_class=4)
+    write_folders(root / "folders-good", classes=3, per_class=4)
+    write_pairs(root / "pairs-good", classes=3, per_class=4)
+    garbage = root / "shards-garbage" / "shards"
+    garbage.mkdir(parents=True)
+    (garbage / "train-000000.tar").write_bytes(b"\x00garbage" * 100)
+    (root / "shards-garbage" / "classes.csv").write_text("label,identity,count\n0,a,1\n")
+    (root / "shards-disagree").mkdir()
+    write_shards(root / "shards-disagree", classes=3, per_class=4)
+    (root / "shards-disagree" / "classes.csv").write_text("label,identity,count\n0,only,1\n")
+    nojson = root / "shards-nojson" / "shards"
+    nojson.mkdir(parents=True)
+    with tarfile.open(nojson / "train-000000.tar", "w") as tar:
+        data = _jpeg(1)
+        info = tarfile.TarInfo("a/0001.jpg")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (root / "shards-nojson" / "classes.csv").write_text("label,identity,count\n0,a,1\n")
+    (root / "not-npz.npz").write_text("not a numpy file")
+    return root
+
+
+def _run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def _no_traceback(result: subprocess.CompletedProcess, allowed=(0, 1, 2)) -> None:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-3000:]
+    assert result.returncode in allowed, (result.returncode, output[-2000:])
+
+
+CASES = {
+    # align-faces
+    "align: missing SRC": ("align-faces", "{root}/nope", "{tmp}/o"),
+    "align: empty SRC": ("align-faces", "{root}/empty", "{tmp}/o"),
+    "align: SRC without images": ("align-faces", "{root}/only-text", "{tmp}/o"),
+    "align: bad image files": ("align-faces", "{root}/bad-images", "{tmp}/o", "--workers", "0", "--quiet"),
+    "align: OUT under a file": ("align-faces", "{root}/bad-images", "{root}/a-file/o", "--workers", "0"),
+    "align: bad size": ("align-faces", "{root}/bad-images", "{tmp}/o", "--size", "3x3"),
+    # occgen
+    "occgen build: missing SRC": ("occgen", "build", "--source", "folder", "--src", "{root}/nope", "--out", "{tmp}/o"),
+    "occgen build: SRC without images": ("occgen", "build", "--source", "folder", "--src", "{root}/only-text",
+                                         "--out", "{tmp}/o"),
+    "occgen build: bad image files": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
+                                      "--out", "{tmp}/o", "--workers", "0", "--quiet"),
+    "occgen build: malformed pairs": ("occgen", "build", "--source", "lfw", "--src", "{root}/bad-images",
+                                      "--pairs", "{root}/pairs-malformed.txt", "--out", "{tmp}/o", "--quiet"),
+    "occgen build: empty pairs": ("occgen", "build", "--source", "lfw", "--src", "{root}/bad-images",
+                                  "--pairs", "{root}/pairs-empty.txt", "--out", "{tmp}/o", "--quiet"),
+    "occgen build: OUT under a file": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
+                                       "--out", "{root}/a-file/o", "--quiet"),
+    "occgen build: bad scale set": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
+                                    "--out", "{tmp}/o", "--scale-set", "5:1:1"),
+    "occgen preview: not a dataset": ("occgen", "preview", "{root}/only-text"),
+    "occgen preview: missing": ("occgen", "preview", "{root}/nope"),
+    "occgen assets: bad occluders": ("occgen", "assets", "--occluders", "{root}/only-text"),
+    # alob-train
+    "train: missing data": ("alob-train", "--data", "{root}/nope", "--out", "{tmp}/run"),
+    "train: empty data": ("alob-train", "--data", "{root}/empty", "--out", "{tmp}/run"),
+    "train: garbage shard": ("alob-train", "--data", "{root}/shards-garbage", "--out", "{tmp}/run", "--max-steps",
+                             "1", "--workers", "0", "--quiet"),
+    "train: classes.csv disagrees": ("alob-train", "--data", "{root}/shards-disagree", "--out", "{tmp}/run",
+                                     "--max-steps", "1", "--workers", "0", "--quiet", "--batch-size", "4"),
+    "train: shard without json": ("alob-train", "--data", "{root}/shards-nojson", "--out", "{tmp}/run",
+                                  "--max-steps", "1", "--workers", "0", "--quiet", "--batch-size", "1"),
+    "train: resume nothing": ("alob-train", "--out", "{tmp}/run", "--resume"),
+    "train: bad backbone": ("alob-train", "--data", "{root}/folders-good", "--backbone", "vgg"),
+    # alob-eval
+    "eval: no model": ("alob-eval", "--bench", "x={root}/pairs-good"),
+    "eval: missing checkpoint": ("alob-eval", "--checkpoint", "{root}/nope", "--bench", "x={root}/pairs-good"),
+    "eval: embeddings not npz": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/pairs-good",
+                                 "--out", "{tmp}/rep"),
+    "eval: malformed pairs.txt": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench",
+                                  "x={root}/bad-images@{root}/pairs-malformed.txt"),
+    "eval: bench without pairs": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/empty"),
+    "eval ar: empty": ("alob-eval", "ar", "--ar-dir", "{root}/empty", "--embeddings", "{root}/not-npz.npz"),
+    "eval tsne: missing": ("alob-eval", "tsne", "--images", "{root}/nope", "--embeddings", "{root}/not-npz.npz"),
+    "eval cam: not a dataset": ("alob-eval", "cam", "--data", "{root}/only-text", "--checkpoint", "{root}/nope"),
+    # alob-pipeline
+    "pipeline: missing lfw": ("alob-pipeline", "--lfw-dir", "{root}/nope", "--work", "{tmp}/w", "--no-download"),
+    "pipeline: empty lfw": ("alob-pipeline", "--lfw-dir", "{root}/empty", "--work", "{tmp}/w", "--no-download"),
+    "pipeline: bad folds": ("alob-pipeline", "--lfw-dir", "{root}/empty", "--train-folds", "eleven"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_command_on_bad_input_never_tracebacks(corpus, tmp_path, name):
+    args = [a.format(root=corpus, tmp=tmp_path) for a in CASES[name]]
+    _no_traceback(_run(*args, cwd=tmp_path))
+
+
+def _corrupt_run(corpus: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    result = _run("alob-train", "--data", str(corpus / "shards-good"), "--out", str(run), "--backbone", "lightcnn9",
+                  "--batch-size", "4", "--max-steps", "2", "--workers", "0", "--quiet", "--no-tensorboard")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path):
+    run = _corrupt_run(corpus, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # a checkpoint cut short
+    before = last.read_bytes()
+    for cmd in (("alob-train", "--out", str(run), "--resume", "--max-steps", "4"),
+                ("alob-eval", "--checkpoint", str(run), "--which", "last", "--bench", f"x={corpus / 'pairs-good'}")):
+        result = _run(*cmd, cwd=tmp_path)
+        _no_traceback(result, allowed=(1,))
+    assert last.read_bytes() == before
+    (run / "run.json").write_text("{ this is not json")
+    _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
+    (run / "run.json").write_text(json.dumps({"config": {"backbone": 7, "batch_size": "many"}}))
+    _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
