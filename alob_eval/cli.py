@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import click
+
+from alob_common.errors import UserError
 import numpy as np
 
 from alob_common.verification import TAR_CONVENTIONS
@@ -74,7 +76,10 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
     if sum(x is not None for x in (checkpoint, reference, embeddings)) != 1:
         raise click.UsageError("give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE")
     if embeddings:
-        table = load_embeddings(embeddings)
+        try:
+            table = load_embeddings(embeddings)
+        except UserError as err:
+            raise click.ClickException(str(err)) from None
         vectors = {}
         try:
             for root, paths in paths_by_root:

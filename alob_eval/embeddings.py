@@ -7,32 +7,35 @@ belongs to; :func:`embeddings_for` accepts either.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from alob_common.atomic import write_bytes_atomic
+from alob_common.errors import UserError
+
 
 def save_embeddings(path: str | Path, paths: list[str], vectors: np.ndarray) -> None:
     """Write an embeddings file (``.npz``) atomically."""
-    import os
-    import tempfile
-
-    path = Path(path)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != len(paths):
         raise ValueError("need one row of embeddings per path")
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent or ".")
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, paths=np.asarray(paths, dtype=str), embeddings=vectors)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, paths=np.asarray(paths, dtype=str), embeddings=vectors)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
-    """Read an embeddings file into ``{path: vector}``."""
-    with np.load(path, allow_pickle=False) as data:
-        if "paths" not in data or "embeddings" not in data:
-            raise ValueError(f"{path}: an embeddings file needs arrays 'paths' and 'embeddings'")
-        return dict(zip(data["paths"].tolist(), data["embeddings"]))
+    """Read an embeddings file into ``{path: vector}``; an unreadable file is a :class:`UserError`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "paths" not in data or "embeddings" not in data:
+                raise UserError(f"{path}: an embeddings file needs arrays 'paths' and 'embeddings'")
+            return dict(zip(data["paths"].tolist(), data["embeddings"]))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"{path} is not a readable embeddings file (.npz): {err}") from None
 
 
 def embeddings_for(table: dict[str, np.ndarray], paths: list[str], root: str | Path) -> np.ndarray:
