@@ -7,24 +7,22 @@ belongs to; :func:`embeddings_for` accepts either.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
+from alob_common.atomic import write_bytes_atomic
+
 
 def save_embeddings(path: str | Path, paths: list[str], vectors: np.ndarray) -> None:
     """Write an embeddings file (``.npz``) atomically."""
-    import os
-    import tempfile
-
-    path = Path(path)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != len(paths):
         raise ValueError("need one row of embeddings per path")
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent or ".")
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, paths=np.asarray(paths, dtype=str), embeddings=vectors)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, paths=np.asarray(paths, dtype=str), embeddings=vectors)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:

@@ -44,14 +44,27 @@ def test_identity_embeddings_score_100_and_random_ones_50(lfw_pairs, lfw_dir, tm
 
 def test_usage_errors(tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(main, ["--embeddings", __file__, "--bench", f"x={tmp_path}"])
-    assert missing.exit_code == 2 and "no pair list" in missing.output
-    both = runner.invoke(main, ["--bench", "x=y"])
-    assert both.exit_code == 2
-    (tmp_path / "pairs.csv").write_text("path1,path2,same,fold\na.jpg,b.jpg,1,0\n")
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "pairs.csv").write_text("path1,path2,same,fold\na.jpg,b.jpg,1,0\n")
+    bench = ["--bench", f"x={tmp_path / 'set'}"]
     save_embeddings(tmp_path / "e.npz", ["a.jpg"], np.ones((1, 4)))
-    lacking = runner.invoke(main, ["--embeddings", str(tmp_path / "e.npz"), "--bench", f"x={tmp_path}"])
-    assert lacking.exit_code == 1 and "no embedding" in lacking.output
+    cases = {  # what is wrong → (arguments, message)
+        "no pair list": (["--embeddings", str(tmp_path / "e.npz"), "--bench", f"x={tmp_path}"], "no pair list"),
+        "bad bench": (["--embeddings", str(tmp_path / "e.npz"), "--bench", "x"], "expected NAME=DIR"),
+        "no bench": (["--embeddings", str(tmp_path / "e.npz")], "give at least one --bench"),
+        "no model": (bench, "give exactly one model"),
+        "two models": (["--checkpoint", str(tmp_path), "--reference", "dlib", *bench],
+                       "give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE "
+                       "(got --checkpoint and --reference)"),
+        "three models": (["--checkpoint", str(tmp_path), "--reference", "facenet", "--embeddings",
+                          str(tmp_path / "e.npz"), *bench], "(got --checkpoint and --reference and --embeddings)"),
+        "unknown reference": (["--reference", "vgg", *bench], "'vgg' is not one of 'facenet', 'dlib'"),
+    }
+    for case, (args, message) in cases.items():
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2 and message in result.output, (case, result.output)
+    lacking = runner.invoke(main, ["--embeddings", str(tmp_path / "e.npz"), *bench])
+    assert lacking.exit_code == 1 and "1 images have no embedding" in lacking.output
 
 
 def test_ar_subcommand_with_embeddings(tmp_path):
@@ -209,3 +222,4 @@ def test_folded_batchnorms_keep_the_embedding():
         assert left < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 2
         x = torch.randn(2, 3, 112, 96)
         torch.testing.assert_close(fused.embed(x), model.embed(x), rtol=1e-4, atol=1e-4)
+
