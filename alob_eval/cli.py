@@ -76,6 +76,20 @@ def _check_one_model(model_args: dict) -> None:
         raise click.UsageError(f"give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE{which}")
 
 
+def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
+    """Drop the pairs naming images missing on disk (counted in the results), saying so once per benchmark."""
+    from alob_eval.benchmarks import without_missing_images
+
+    kept = []
+    for bench in benchmarks:
+        bench, missing = without_missing_images(bench)
+        if missing:
+            click.echo(f"{bench.name}: skipped {bench.skipped_pairs} pairs naming {len(missing)} missing images, "
+                       f"e.g. {missing[0]}", err=True)
+        kept.append(bench)
+    return kept
+
+
 def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
                  quiet: bool) -> tuple[dict[str, np.ndarray], str]:
     """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
@@ -143,16 +157,22 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_conve
         return
     if not benches:
         raise click.UsageError("give at least one --bench NAME=DIR[@pairs.txt]")
+    from alob_common.errors import UserError
     from alob_eval.benchmarks import evaluate_benchmarks
     from alob_eval.report import write_eval_report
 
     model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
     _check_one_model(model_args)
     benchmarks = [_parse_bench(spec) for spec in benches]
+    if embeddings is None:  # an embeddings file may name images that are not on this machine
+        benchmarks = _skip_missing_images(benchmarks)
     start = time.perf_counter()
     groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
     vectors, model = _vectors_for(groups, model_args, flip, batch_size, quiet)
-    results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
+    try:
+        results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
     meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
             "benchmarks": {b.name: str(b.root) for b in benchmarks}}
     write_eval_report(out, results, curves, meta, tuple(fars))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from alob_common.atomic import write_json_atomic, write_text_atomic
-from alob_common.verification import CONVENTIONS
+from alob_common.verification import CONVENTIONS, FOLDS_AS_GIVEN
 
 
 def markdown_table(results: dict[str, dict], fars: tuple[float, ...]) -> str:
@@ -38,6 +38,10 @@ def write_eval_report(out: str | Path, results: dict[str, dict], curves: dict[st
         f"- TAR@FAR: {CONVENTIONS[convention]}.",
     ]
     for name, r in results.items():
+        if r.get("fold_rule", FOLDS_AS_GIVEN) != FOLDS_AS_GIVEN:
+            notes.append(f"- {name}: accuracy folds: {r['fold_rule']}.")
+        if r.get("skipped_pairs"):
+            notes.append(f"- {name}: {r['skipped_pairs']} pairs skipped, naming {r['missing_images']} missing images.")
         for far in fars:
             allowed = r["tar_at_far"][f"{far:g}"]["false_accepts_allowed"]
             if allowed < 10:
