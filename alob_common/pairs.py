@@ -144,7 +144,8 @@ def pair_table(spec: str | Path, image_root: str | Path | None = None, fmt: str 
         raise PairsError(f"{spec} is a pairs.txt: the aligned image folder must be given too")
     if fmt == "auto":
         table = pairs_txt_table(spec, image_root, ".jpg")
-        fmt = "lfw" if Path(table.path1.iloc[0]).exists() else "mfr2"
+        sample = [*table.path1[:20], *table.path2[:20]]
+        fmt = "lfw" if any(Path(p).exists() for p in sample) else "mfr2"  # one missing image decides nothing
     return pairs_txt_table(spec, image_root, ".png" if fmt == "mfr2" else ".jpg")
 
 

@@ -5,6 +5,8 @@ Conventions (stated in every report through :data:`CONVENTIONS`):
 * accuracy: the folds are contiguous blocks of the pair list (LFW View 2: 10 × 600). For each
   fold, the threshold that maximises accuracy on the other nine is applied to it; a pair is
   accepted when its score is at least the threshold. Mean ± population std (ddof = 0) over folds.
+  A list with a single fold leaves no held-out pairs to choose a threshold on, so it is re-cut
+  (:func:`verification_folds`; the rule used is stored with the result as ``fold_rule``).
 * TAR@FAR, three conventions:
   - ``roc`` (default): one ROC over all pairs (``sklearn.metrics.roc_curve``); TAR is the highest
     true-accept rate whose false-accept rate does not exceed FAR.
@@ -23,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from alob_common.errors import UserError
 from alob_common.pairs import contiguous_folds
 
 # A model, as the protocol sees it: RGB uint8 images (H, W, 3) -> an (N, D) array of embeddings.
@@ -36,6 +39,37 @@ CONVENTIONS = {
     "fold": "TAR@FAR as in insightface: per fold, threshold interpolated to the target FAR on the other folds",
 }
 TAR_CONVENTIONS = ("roc", "order", "fold")
+MAX_FOLDS = 10
+FOLDS_AS_GIVEN = "the pair list's own folds"
+
+
+class VerificationError(UserError):
+    """Pairs that cannot be scored by the protocol (one class only, too few pairs)."""
+
+
+def verification_folds(same: np.ndarray, folds: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """The folds accuracy is cross-validated over, and the rule that made them.
+
+    Two or more folds given: used as they are. No folds: :data:`MAX_FOLDS` contiguous blocks of
+    the list. One fold (a ``pairs.txt`` header ``1 n``): no pair would be held out, so the list
+    is re-cut into k folds, fold i holding the i-th of k contiguous blocks of the genuine pairs
+    and of the impostor pairs (k = 10, or the size of the smaller class when that is below 10).
+    """
+    same = np.asarray(same, bool)
+    if folds is None:
+        folds = contiguous_folds(len(same), MAX_FOLDS)
+        return folds, f"{len(np.unique(folds))} contiguous folds of the pair list (it names no folds)"
+    folds = np.asarray(folds)
+    if len(np.unique(folds)) >= 2:
+        return folds, FOLDS_AS_GIVEN
+    k = max(2, min(MAX_FOLDS, int(same.sum()), int((~same).sum())))
+    recut = np.zeros(len(same), dtype=int)
+    for kind in (same, ~same):
+        recut[kind] = contiguous_folds(int(kind.sum()), k)
+    if len(np.unique(recut)) < 2:
+        raise VerificationError(f"{len(same)} pairs are too few to choose a threshold on held-out pairs")
+    return recut, (f"the pair list has one fold: re-cut into {k} folds, fold i holding the i-th of {k} contiguous "
+                   "blocks of its genuine and of its impostor pairs")
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
@@ -46,6 +80,12 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     does not sit on a training score.
     """
     same = np.asarray(same, dtype=bool)
+    if len(same) == 0:
+        raise ValueError("no pairs to choose a threshold on")
+    if same.all():  # one class only: the best a threshold can do is accept all, or reject all
+        return float(np.min(scores)), 1.0
+    if not same.any():
+        return float(np.max(scores)) + 1e-6, 1.0
     positives, negatives = same.sum(), (~same).sum()
     fpr, tpr, thresholds = roc_curve(same, scores, drop_intermediate=False)
     accuracy = (tpr * positives + (1 - fpr) * negatives) / len(same)
@@ -106,10 +146,13 @@ def tar_at_far(
         if folds is None:
             folds = contiguous_folds(len(scores))
         tars = []
-        for k in np.unique(folds):
+        for k in np.unique(folds):  # a fold without genuine pairs, or holding every impostor, has no TAR
             test = folds == k
-            threshold = _threshold_at_far(scores[~test & ~same], far)
-            tars.append(float((scores[test & same] >= threshold).mean()))
+            if (test & same).any() and (~test & ~same).any():
+                threshold = _threshold_at_far(scores[~test & ~same], far)
+                tars.append(float((scores[test & same] >= threshold).mean()))
+        if not tars:
+            raise VerificationError("no fold has genuine pairs and impostors outside it: TAR@FAR by fold is undefined")
         return float(np.mean(tars)), float(np.std(tars))
     raise ValueError(f"unknown TAR convention {convention!r}: use one of {', '.join(TAR_CONVENTIONS)}")
 
@@ -143,9 +186,15 @@ def evaluate_pairs(
     fars: tuple[float, ...] = (1e-3, 1e-4),
     convention: str = "roc",
 ) -> dict:
-    """All figures of one benchmark as a plain dict (what results.json stores)."""
+    """All figures of one benchmark as a plain dict (what results.json stores). Needs genuine
+    and impostor pairs and finite scores; one fold is re-cut (:func:`verification_folds`)."""
     scores, same = np.asarray(scores, float), np.asarray(same, bool)
-    folds = contiguous_folds(len(scores)) if folds is None else np.asarray(folds)
+    if not same.any() or same.all():
+        raise VerificationError(f"verification needs genuine and impostor pairs: {int(same.sum())} genuine, "
+                                f"{int((~same).sum())} impostor")
+    if not np.isfinite(scores).all():
+        raise VerificationError(f"{int((~np.isfinite(scores)).sum())} pair scores are not finite (NaN or inf)")
+    folds, fold_rule = verification_folds(same, folds)
     acc = fold_accuracy(scores, same, folds)
     tar = {}
     for far in fars:
@@ -156,6 +205,7 @@ def evaluate_pairs(
         "genuine": int(same.sum()),
         "impostor": int((~same).sum()),
         "folds": int(len(np.unique(folds))),
+        "fold_rule": fold_rule,
         "accuracy": acc.mean,
         "accuracy_std": acc.std,
         "fold_accuracies": acc.accuracies,

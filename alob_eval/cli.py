@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 import click
 
 from alob_common.errors import UserError
 import numpy as np
 
+from alob_common.atomic import write_json_atomic, write_text_atomic
 from alob_common.verification import TAR_CONVENTIONS
+from alob_eval.reference_models import REFERENCE_MODELS
+
+if TYPE_CHECKING:
+    from alob_eval.benchmarks import Benchmark
 
 
-def _parse_bench(spec: str):
+def _parse_bench(spec: str) -> Benchmark:
     from alob_common.pairs import PairsError, pair_table
     from alob_eval.benchmarks import Benchmark
 
@@ -35,7 +41,7 @@ def _model_options(func):
     func = click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
                         help="Measure precomputed embeddings: an .npz with 'paths' and 'embeddings' (one vector per "
                              "image; paths absolute or relative to the benchmark folder).")(func)
-    func = click.option("--reference", type=click.Choice(["facenet", "dlib"]), default=None,
+    func = click.option("--reference", type=click.Choice(REFERENCE_MODELS), default=None,
                         help="Measure a published reference model (optional [reference] extra).")(func)
     func = click.option("--which", default="best", show_default=True,
                         help="Checkpoint of the run to load: best (falls back to last), last or epoch_NNN.")(func)
@@ -64,6 +70,28 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     return model_embedder(fast, tuple(cfg["input_size"]), channels_last=True), name, model, cfg
 
 
+def _check_one_model(model_args: dict) -> None:
+    """Exactly one of --checkpoint, --reference and --embeddings names the model measured."""
+    given = [f"--{key}" for key in ("checkpoint", "reference", "embeddings") if model_args.get(key) is not None]
+    if len(given) != 1:
+        which = f" (got {' and '.join(given)})" if given else ""
+        raise click.UsageError(f"give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE{which}")
+
+
+def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
+    """Drop the pairs naming images missing on disk (counted in the results), saying so once per benchmark."""
+    from alob_eval.benchmarks import without_missing_images
+
+    kept = []
+    for bench in benchmarks:
+        bench, missing = without_missing_images(bench)
+        if missing:
+            click.echo(f"{bench.name}: skipped {bench.skipped_pairs} pairs naming {len(missing)} missing images, "
+                       f"e.g. {missing[0]}", err=True)
+        kept.append(bench)
+    return kept
+
+
 def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
                  quiet: bool) -> tuple[dict[str, np.ndarray], str]:
     """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
@@ -72,9 +100,8 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
     from alob_eval.reference_models import ModelUnavailable, reference_embedder
     from alob_train.embed import embed_paths
 
+    _check_one_model(model_args)
     checkpoint, reference, embeddings = model_args.get("checkpoint"), model_args.get("reference"), model_args.get("embeddings")
-    if sum(x is not None for x in (checkpoint, reference, embeddings)) != 1:
-        raise click.UsageError("give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE")
     if embeddings:
         try:
             table = load_embeddings(embeddings)
@@ -135,18 +162,25 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_conve
         return
     if not benches:
         raise click.UsageError("give at least one --bench NAME=DIR[@pairs.txt]")
+    from alob_common.errors import UserError
     from alob_eval.benchmarks import evaluate_benchmarks
-    from alob_eval.report import write_report
+    from alob_eval.report import write_eval_report
 
+    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
+    _check_one_model(model_args)
     benchmarks = [_parse_bench(spec) for spec in benches]
+    if embeddings is None:  # an embeddings file may name images that are not on this machine
+        benchmarks = _skip_missing_images(benchmarks)
     start = time.perf_counter()
     groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
-    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
     vectors, model = _vectors_for(groups, model_args, flip, batch_size, quiet)
-    results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
+    try:
+        results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
     meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
             "benchmarks": {b.name: str(b.root) for b in benchmarks}}
-    write_report(out, results, curves, meta, tuple(fars))
+    write_eval_report(out, results, curves, meta, tuple(fars))
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"report: {Path(out) / 'results.md'} ({meta['seconds']} s)")
 
@@ -176,14 +210,13 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gall
     model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
     vectors, model = _vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
     result = ar_identification(table, vectors, protocols)
-    Path(out).mkdir(parents=True, exist_ok=True)
     lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
     for name, probes in result.items():
         lines.append(f"| {name} | {100 * probes['sunglasses']['rank1']:.2f} | {100 * probes['scarf']['rank1']:.2f} | "
                      f"{probes['sunglasses']['people']} |")
     table_md = "\n".join(lines)
-    (Path(out) / "ar.md").write_text(f"# AR identification: {model}\n\n{table_md}\n\nGalleries: {protocols}\n")
-    (Path(out) / "ar.json").write_text(json.dumps({"model": model, "galleries": protocols, "results": result}, indent=2))
+    write_text_atomic(Path(out) / "ar.md", f"# AR identification: {model}\n\n{table_md}\n\nGalleries: {protocols}\n")
+    write_json_atomic(Path(out) / "ar.json", {"model": model, "galleries": protocols, "results": result})
     click.echo(table_md)
     click.echo(f"report: {Path(out) / 'ar.md'}")
 
@@ -193,7 +226,7 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gall
               help="Identity folders of aligned images (an aligned LFW, or an occgen dataset's images/).")
 @click.option("--checkpoint", "checkpoints", type=click.Path(exists=True), multiple=True,
               help="A run of alob-train (best.pt, else last.pt); repeat for one panel each.")
-@click.option("--reference", "references", type=click.Choice(["facenet", "dlib"]), multiple=True,
+@click.option("--reference", "references", type=click.Choice(REFERENCE_MODELS), multiple=True,
               help="A reference model; repeat for one panel each.")
 @click.option("--embeddings", "embedding_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
               help="An embeddings file; repeat for one panel each.")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from alob_common.verification import CONVENTIONS
+from alob_common.atomic import write_json_atomic, write_text_atomic
+from alob_common.verification import CONVENTIONS, FOLDS_AS_GIVEN
 
 
 def markdown_table(results: dict[str, dict], fars: tuple[float, ...]) -> str:
@@ -27,8 +27,8 @@ def markdown_table(results: dict[str, dict], fars: tuple[float, ...]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str | Path, results: dict[str, dict], curves: dict[str, tuple[np.ndarray, np.ndarray]],
-                 meta: dict, fars: tuple[float, ...]) -> Path:
+def write_eval_report(out: str | Path, results: dict[str, dict], curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                      meta: dict, fars: tuple[float, ...]) -> Path:
     """Write the three report files into ``out``; ``curves`` maps a benchmark to (scores, same)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -38,6 +38,10 @@ def write_report(out: str | Path, results: dict[str, dict], curves: dict[str, tu
         f"- TAR@FAR: {CONVENTIONS[convention]}.",
     ]
     for name, r in results.items():
+        if r.get("fold_rule", FOLDS_AS_GIVEN) != FOLDS_AS_GIVEN:
+            notes.append(f"- {name}: accuracy folds: {r['fold_rule']}.")
+        if r.get("skipped_pairs"):
+            notes.append(f"- {name}: {r['skipped_pairs']} pairs skipped, naming {r['missing_images']} missing images.")
         for far in fars:
             allowed = r["tar_at_far"][f"{far:g}"]["false_accepts_allowed"]
             if allowed < 10:
@@ -45,8 +49,8 @@ def write_report(out: str | Path, results: dict[str, dict], curves: dict[str, tu
                              "the TAR there is a noisy estimate.")
     body = "\n".join([f"# Verification results: {meta.get('model', '')}", "", markdown_table(results, fars), "",
                       "Conventions:", *notes, ""])
-    (out / "results.md").write_text(body)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "conventions": CONVENTIONS, "results": results}, indent=2))
+    write_text_atomic(out / "results.md", body)
+    write_json_atomic(out / "results.json", {"meta": meta, "conventions": CONVENTIONS, "results": results})
     _plot_roc(out / "roc.png", curves, meta.get("model", ""))
     return out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from alob_common.errors import UserError
+from alob_train.backbones import BACKBONES
 from alob_train.model import VARIANTS
 
 
@@ -52,9 +53,9 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--aligned", type=click.Path(exists=True, file_okay=False), default=None,
               help="Reuse an LFW already aligned by align-faces (skips alignment).")
 @click.option("--variants", callback=_variants, default="baseline,alob", show_default=True,
-              help="Models to train and compare, comma-separated; 'all' adds the ablations alob-g, alob-f, sum, "
-                   "concat.")
-@click.option("--backbone", type=click.Choice(["resnet18", "iresnet18", "iresnet50", "lightcnn9"]),
+              help="Models to train and compare, comma-separated; 'all' adds the ablations "
+                   f"{', '.join(v for v in VARIANTS if v not in ('baseline', 'alob'))}.")
+@click.option("--backbone", type=click.Choice(list(BACKBONES)),
               default="resnet18", show_default=True)
 @click.option("--train-folds", callback=_folds, default="1-5", show_default=True,
               help="View-2 folds whose people are trained on; the other folds' pairs are the test set.")
@@ -93,11 +94,9 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
       alob-pipeline --full --work lfw-experiment
       alob-pipeline --full --variants all --train-folds 6-10     (halves swapped, with ablations)
     """
-    from alob_experiment.experiment import (
-        Settings,
-        find_lfw,
-        run_pipeline,
-    )
+    from alob_experiment.config import Settings
+    from alob_experiment.experiment import run_pipeline
+    from alob_experiment.lfw import find_lfw
 
     start = time.perf_counter()
     work_dir = Path(work).resolve()

@@ -82,3 +82,17 @@ def test_shared_helpers_are_defined_once(pattern, home):
     places = [path.relative_to(ROOT).as_posix() for path in _modules().values()
               if re.search(pattern, path.read_text(), re.M)]
     assert places == [home]
+
+
+@pytest.mark.parametrize("package", ["alob_eval", "alob_experiment"])
+def test_docstrings_and_help_name_current_modules(package):
+    """Docstrings and --help cite no design notes and name modules that exist (old names such as
+    alob_train.cam or alob_train.pairs have moved)."""
+    stale = []
+    for path in sorted((ROOT / package).glob("*.py")):
+        text = path.read_text()
+        stale += [f"{path.name} cites {doc}" for doc in ("DESIGN.md", "METHOD.md") if doc in text]
+        for top, name in re.findall(r"\b(" + "|".join(LAYERS) + r")\.(\w+)", text):
+            if not (ROOT / top / f"{name}.py").is_file():
+                stale.append(f"{path.name} names {top}.{name}")
+    assert not stale, "; ".join(stale)

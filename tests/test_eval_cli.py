@@ -44,14 +44,27 @@ def test_identity_embeddings_score_100_and_random_ones_50(lfw_pairs, lfw_dir, tm
 
 def test_usage_errors(tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(main, ["--embeddings", __file__, "--bench", f"x={tmp_path}"])
-    assert missing.exit_code == 2 and "no pair list" in missing.output
-    both = runner.invoke(main, ["--bench", "x=y"])
-    assert both.exit_code == 2
-    (tmp_path / "pairs.csv").write_text("path1,path2,same,fold\na.jpg,b.jpg,1,0\n")
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "pairs.csv").write_text("path1,path2,same,fold\na.jpg,b.jpg,1,0\n")
+    bench = ["--bench", f"x={tmp_path / 'set'}"]
     save_embeddings(tmp_path / "e.npz", ["a.jpg"], np.ones((1, 4)))
-    lacking = runner.invoke(main, ["--embeddings", str(tmp_path / "e.npz"), "--bench", f"x={tmp_path}"])
-    assert lacking.exit_code == 1 and "no embedding" in lacking.output
+    cases = {  # what is wrong → (arguments, message)
+        "no pair list": (["--embeddings", str(tmp_path / "e.npz"), "--bench", f"x={tmp_path}"], "no pair list"),
+        "bad bench": (["--embeddings", str(tmp_path / "e.npz"), "--bench", "x"], "expected NAME=DIR"),
+        "no bench": (["--embeddings", str(tmp_path / "e.npz")], "give at least one --bench"),
+        "no model": (bench, "give exactly one model"),
+        "two models": (["--checkpoint", str(tmp_path), "--reference", "dlib", *bench],
+                       "give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE "
+                       "(got --checkpoint and --reference)"),
+        "three models": (["--checkpoint", str(tmp_path), "--reference", "facenet", "--embeddings",
+                          str(tmp_path / "e.npz"), *bench], "(got --checkpoint and --reference and --embeddings)"),
+        "unknown reference": (["--reference", "vgg", *bench], "'vgg' is not one of 'facenet', 'dlib'"),
+    }
+    for case, (args, message) in cases.items():
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2 and message in result.output, (case, result.output)
+    lacking = runner.invoke(main, ["--embeddings", str(tmp_path / "e.npz"), *bench])
+    assert lacking.exit_code == 1 and "1 images have no embedding" in lacking.output
 
 
 def test_ar_subcommand_with_embeddings(tmp_path):
@@ -209,3 +222,122 @@ def test_folded_batchnorms_keep_the_embedding():
         assert left < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 2
         x = torch.randn(2, 3, 112, 96)
         torch.testing.assert_close(fused.embed(x), model.embed(x), rtol=1e-4, atol=1e-4)
+
+
+def _pair_set(root: Path, pairs: int, txt_folds: int | None = None, fold_of=None) -> tuple[Path, str]:
+    """``pairs`` matched and ``pairs`` mismatched pairs of generated people and an embeddings file
+    giving each person one vector. With ``txt_folds``: a View-2 style pairs.txt (header
+    ``txt_folds pairs/txt_folds``, each fold its matched then its mismatched lines) over empty
+    image files; else a pairs.csv whose pair i goes to fold ``fold_of(i, same)``."""
+    images, rng, vectors = root / "imgs", np.random.default_rng(0), {}
+    for i in range(pairs):
+        for name in (f"P{i}", f"Q{i}"):
+            (images / name).mkdir(parents=True, exist_ok=True)
+            base = rng.normal(size=16)
+            for k in (1, 2):
+                (images / name / f"{name}_{k:04d}.jpg").write_bytes(b"")
+                vectors[f"{name}/{name}_{k:04d}.jpg"] = base + rng.normal(scale=0.05, size=16)
+    save_embeddings(root / "e.npz", list(vectors), np.stack(list(vectors.values())))
+    if txt_folds:
+        per_fold, lines = pairs // txt_folds, [f"{txt_folds} {pairs // txt_folds}"]
+        for fold in range(txt_folds):
+            block = range(fold * per_fold, (fold + 1) * per_fold)
+            lines += [f"P{i}\t1\t2" for i in block] + [f"P{i}\t1\tQ{i}\t1" for i in block]
+        (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+        return root / "e.npz", f"{images}@{root / 'pairs.txt'}"
+    rows = [f"P{i}/P{i}_0001.jpg,{f'P{i}/P{i}_0002.jpg' if same else f'Q{i}/Q{i}_0001.jpg'},{int(same)},"
+            f"{fold_of(i, same)}" for same in (True, False) for i in range(pairs)]
+    (images / "pairs.csv").write_text("path1,path2,same,fold\n" + "\n".join(rows) + "\n")
+    return root / "e.npz", str(images)
+
+
+def _verify(emb: Path, spec: str, out: Path) -> tuple[object, dict | None]:
+    result = CliRunner().invoke(main, ["--embeddings", str(emb), "--bench", f"b={spec}", "--out", str(out), "--quiet"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    stored = json.loads((out / "results.json").read_text())["results"]["b"] if result.exit_code == 0 else None
+    return result, stored
+
+
+def _one_line_error(result, message: str) -> None:
+    """Exit 1 with the message as the last and only error line, no traceback."""
+    assert result.exit_code == 1, result.output
+    last = result.output.rstrip("\n").splitlines()[-1]
+    assert last.startswith("Error: ") and message in last and "Traceback" not in result.output, result.output
+
+
+def test_a_pair_list_of_one_fold_is_recut_and_says_so(tmp_path):
+    """The issue's case, a pairs.txt header '1 n': no held-out threshold without a re-cut."""
+    emb, spec = _pair_set(tmp_path / "one", 30, txt_folds=1)
+    result, stored = _verify(emb, spec, tmp_path / "r1")
+    assert result.exit_code == 0, result.output
+    assert stored["folds"] == 10 and stored["accuracy"] == 1.0 and len(stored["fold_accuracies"]) == 10
+    assert stored["fold_rule"].startswith("the pair list has one fold: re-cut into 10 folds")
+    assert "re-cut into 10 folds" in (tmp_path / "r1" / "results.md").read_text()
+    emb, spec = _pair_set(tmp_path / "few", 3, txt_folds=1)  # fewer pairs than 10 folds
+    result, stored = _verify(emb, spec, tmp_path / "r2")
+    assert result.exit_code == 0 and stored["folds"] == 3 and "re-cut into 3 folds" in stored["fold_rule"]
+    emb, spec = _pair_set(tmp_path / "tiny", 1, txt_folds=1)  # one pair of each class: nothing to hold out
+    _one_line_error(_verify(emb, spec, tmp_path / "r3")[0], "too few to choose a threshold on held-out pairs")
+
+
+def test_two_folds_are_used_as_given(tmp_path):
+    emb, spec = _pair_set(tmp_path, 20, txt_folds=2)
+    result, stored = _verify(emb, spec, tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert stored["folds"] == 2 and stored["fold_rule"] == "the pair list's own folds" and stored["accuracy"] == 1.0
+
+
+def test_folds_holding_one_class_are_scored(tmp_path):
+    """Fold 0 holds only genuine pairs, fold 1 only impostors, fold 2 both: the threshold of
+    fold 2 is chosen on one class per training fold, never a crash."""
+    emb, spec = _pair_set(tmp_path / "a", 12, fold_of=lambda i, same: 2 if i >= 8 else int(not same))
+    result, stored = _verify(emb, spec, tmp_path / "ra")
+    assert result.exit_code == 0, result.output
+    assert stored["folds"] == 3 and len(stored["fold_accuracies"]) == 3 and 0 <= stored["accuracy"] <= 1
+    emb, spec = _pair_set(tmp_path / "b", 6, fold_of=lambda i, same: int(not same))  # each fold one class
+    result, stored = _verify(emb, spec, tmp_path / "rb")
+    assert result.exit_code == 0, result.output
+    assert stored["fold_accuracies"] == [1.0, 1.0]  # a threshold learnt on one class still separates these
+    with open(tmp_path / "b" / "imgs" / "pairs.csv") as handle:
+        genuine_only = [line for line in handle if not line.rstrip().endswith(",0,1")]
+    (tmp_path / "b" / "imgs" / "pairs.csv").write_text("".join(genuine_only))
+    _one_line_error(_verify(emb, spec, tmp_path / "rc")[0], "b: verification needs genuine and impostor pairs: "
+                                                           "6 genuine, 0 impostor")
+
+
+def test_non_finite_embeddings_are_one_line_naming_the_images(tmp_path):
+    emb, spec = _pair_set(tmp_path, 10, txt_folds=2)
+    with np.load(emb) as data:
+        paths, vectors = data["paths"].tolist(), data["embeddings"].copy()
+    vectors[paths.index("P3/P3_0002.jpg"), 4] = np.nan
+    vectors[paths.index("Q1/Q1_0001.jpg"), 0] = np.inf
+    save_embeddings(emb, paths, vectors)
+    _one_line_error(_verify(emb, spec, tmp_path / "r")[0], "2 images have non-finite (NaN or inf) embeddings: ")
+    result = _verify(emb, spec, tmp_path / "r")[0]
+    assert "Q1/Q1_0001.jpg" in result.output and "P3/P3_0002.jpg" in result.output
+
+
+def test_pairs_naming_missing_images_are_skipped_and_counted(tmp_path):
+    """With a model that reads images (a checkpoint), pairs whose image is missing are dropped,
+    counted in the results and named once on the terminal; no pair left is a one-line error."""
+    import cv2
+
+    from alob_train.checkpoint import save_untrained
+
+    emb, spec = _pair_set(tmp_path, 8, txt_folds=2)
+    rng = np.random.default_rng(3)
+    for image in (tmp_path / "imgs").glob("*/*.jpg"):
+        cv2.imwrite(str(image), rng.integers(0, 255, (112, 96, 3), dtype=np.uint8))
+    (tmp_path / "imgs" / "P5" / "P5_0001.jpg").unlink()  # in two pairs (matched and mismatched)
+    run = save_untrained(tmp_path / "run", "resnet18", "baseline")
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["--checkpoint", str(run), "--bench", f"b={spec}", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "b: skipped 2 pairs naming 1 missing images, e.g. " in result.output
+    stored = json.loads((out / "results.json").read_text())["results"]["b"]
+    assert stored["pairs"] == 14 and stored["skipped_pairs"] == 2 and stored["missing_images"] == 1
+    assert "2 pairs skipped, naming 1 missing images" in (out / "results.md").read_text()
+    for image in (tmp_path / "imgs").glob("*/*_0001.jpg"):
+        image.unlink()
+    result = CliRunner().invoke(main, ["--checkpoint", str(run), "--bench", f"b={spec}", "--out", str(out), "--quiet"])
+    _one_line_error(result, "b: no pair left to score (16 pairs name ")

@@ -9,7 +9,7 @@ import pytest
 
 from alob_common.verification import evaluate_pairs
 from alob_eval.embeddings import embeddings_for, load_embeddings, save_embeddings
-from alob_eval.report import write_report
+from alob_eval.report import write_eval_report
 
 
 def test_report_files(tmp_path):
@@ -20,7 +20,7 @@ def test_report_files(tmp_path):
         scores = np.where(same, rng.normal(gap, 0.15, 6000), rng.normal(0.0, 0.15, 6000))
         curves[name] = (scores, same)
         results[name] = evaluate_pairs(scores, same)
-    write_report(tmp_path, results, curves, {"model": "synthetic"}, (1e-3, 1e-4))
+    write_eval_report(tmp_path, results, curves, {"model": "synthetic"}, (1e-3, 1e-4))
     table = (tmp_path / "results.md").read_text()
     assert "| lfw | 6000 |" in table and "| lfw-occ-3.0 | 6000 |" in table
     assert "allows 3 false accepts" in table and "sklearn roc_curve" in table

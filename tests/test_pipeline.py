@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -12,20 +13,11 @@ from click.testing import CliRunner
 
 from alob_common.pairs import parse_pairs_txt
 from alob_experiment.cli import main as pipeline_main
-from alob_experiment.experiment import (
-    RUN_SIZES,
-    PipelineError,
-    Settings,
-    Stage,
-    check_work,
-    find_lfw,
-    lfw_layout,
-    link_people,
-    plan_split,
-    run_stage,
-    write_test_pairs,
-)
-from alob_experiment import experiment as pipeline
+from alob_common.settings import SettingsChanged
+from alob_experiment import lfw
+from alob_experiment.config import RUN_SIZES, SCENARIOS, PipelineError, Settings, check_work
+from alob_experiment.lfw import find_lfw, lfw_layout, link_people, plan_split, write_test_pairs
+from alob_experiment.stages import Stage, run_stage
 
 
 def _mini_lfw(root: Path, images_per_person: dict[str, int]) -> tuple[Path, Path]:
@@ -65,7 +57,7 @@ def test_split_trains_on_the_people_of_the_training_folds_and_tests_on_the_rest(
 
 def test_quick_size_keeps_the_people_with_most_images_and_the_first_pairs_per_fold(mini):
     images, pairs_txt = mini
-    size = pipeline.replace(RUN_SIZES["quick"], train_people=2, pairs_per_fold=1)
+    size = replace(RUN_SIZES["quick"], train_people=2, pairs_per_fold=1)
     split = plan_split(pairs_txt, images, [6, 7, 8, 9, 10], size)
     assert split.train_people == ["P9a", "P8a"]  # 11 and 10 images
     assert split.test_folds == [1, 2, 3, 4, 5]
@@ -104,7 +96,7 @@ def test_lfw_is_found_by_flag_then_environment_and_offline_absence_is_one_clear_
     monkeypatch.setenv("ALOB_DATA", str(data))
     assert find_lfw(None, tmp_path / "work") == (data / "lfw" / "lfw-deepfunneled", data / "lfw" / "pairs.txt")
     monkeypatch.setenv("ALOB_DATA", str(tmp_path / "empty"))
-    monkeypatch.setattr(pipeline, "_online", lambda *a, **k: False)
+    monkeypatch.setattr(lfw, "_online", lambda *a, **k: False)
     with pytest.raises(PipelineError, match="offline.*--lfw-dir"):
         find_lfw(None, tmp_path / "work")
     (tmp_path / "work").mkdir()
@@ -136,10 +128,15 @@ def test_link_people_makes_a_fresh_view_of_symlinks(mini, tmp_path):
 
 def test_a_work_folder_refuses_other_data_settings(tmp_path):
     settings = Settings(work=str(tmp_path), size="quick", lfw_images="/a", pairs_txt="/p")
-    (tmp_path / "pipeline.json").write_text(json.dumps(pipeline.asdict(settings)))
-    check_work(pipeline.replace(settings, epochs=5, variants=("alob",)))  # budget and models may change
-    with pytest.raises(PipelineError, match="size"):
-        check_work(pipeline.replace(settings, size="full"))
+    (tmp_path / "pipeline.json").write_text(json.dumps(asdict(settings)))
+    check_work(settings)  # the same command again
+    check_work(replace(settings, epochs=5, variants=("alob",)))  # budget and models may change
+    check_work(replace(settings, train_people=60, pairs_per_fold=60, train_folds=[1, 2, 3, 4, 5]))  # same values
+    with pytest.raises(SettingsChanged, match=r"\(size: 'quick' -> 'full', train_people: 60 -> None, "
+                                              r"pairs_per_fold: 60 -> None\); use another --work"):
+        check_work(replace(settings, size="full"))
+    with pytest.raises(SettingsChanged, match=r"\(seed: 0 -> 1\)"):
+        check_work(replace(settings, seed=1))
 
 
 def test_stages_are_skipped_when_done_resumed_when_interrupted_and_fail_clearly(tmp_path):
@@ -204,3 +201,51 @@ def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     assert masked["occluded"] == masked["inputs"] > 0 and masked["failed_inputs"] == 0
     again = CliRunner().invoke(pipeline_main, args)  # a rerun skips every finished stage
     assert again.exit_code == 0 and again.output.count("skipped") == len(report["stages"])
+
+
+def _stage_commands() -> dict:
+    """Each console script a stage runs → its click command object."""
+    import alignment.cli
+    import alob_eval.cli
+    import alob_train.cli
+    import occgen.cli
+
+    return {"align-faces": alignment.cli.main, "occgen": occgen.cli.main, "alob-train": alob_train.cli.main,
+            "alob-eval": alob_eval.cli.main}
+
+
+def _parse(argv: list[str]) -> None:
+    """Parse a stage's command line with the command object it will run (sub-command included),
+    without running it: an unknown option or a bad value raises click's usage error."""
+    import click
+
+    cmd, name, args = _stage_commands()[Path(argv[0]).name], Path(argv[0]).name, argv[1:]
+    while isinstance(cmd, click.Group) and args and args[0] in cmd.commands:
+        cmd, name, args = cmd.commands[args[0]], args[0], args[1:]
+    with cmd.make_context(name, list(args)) as ctx:
+        assert not ctx.args, f"{name}: unparsed {ctx.args}"
+
+
+@pytest.mark.parametrize("size", ["quick", "full"])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligned):
+    """Every command line alob-pipeline builds is accepted by the command it runs, so a renamed
+    or removed option fails here rather than in a user's run (no stage is run)."""
+    from alob_experiment.lfw import Split
+    from alob_experiment.stages import plan_stages
+    from alob_train.model import VARIANTS
+
+    work = tmp_path / "work"
+    for folder in ("aligned", "test-src", "train-src", "data/train", *(f"data/{b}" for b in SCENARIOS),
+                   *(f"runs/{v}" for v in VARIANTS)):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+    split = Split([1], [2], ["a"], list("bcdef"), [], 1, {p: 30 for p in "abcdef"})
+    for extra in ({}, {"max_steps": 2, "cam_limit": 4, "train_people": 0, "epochs": 3, "batch_size": 8}):
+        settings = Settings(work=str(work), size=size, lfw_images=str(tmp_path), pairs_txt=str(tmp_path / "p.txt"),
+                            aligned=str(work / "aligned") if aligned else None, variants=VARIANTS, **extra)
+        stages = plan_stages(settings, split, settings.resolved_size())
+        assert {s.name for s in stages} >= {"build-train", "cam", "tsne", *(f"eval-{v}" for v in VARIANTS)}
+        assert ("align" in {s.name for s in stages}) is not aligned
+        for stage in stages:
+            for argv in filter(None, (stage.argv, stage.resume)):
+                _parse(argv)

@@ -7,11 +7,14 @@ import pytest
 
 from alob_common.pairs import contiguous_folds
 from alob_common.verification import (
+    FOLDS_AS_GIVEN,
+    VerificationError,
     best_threshold,
     cosine_scores,
     evaluate_pairs,
     fold_accuracy,
     tar_at_far,
+    verification_folds,
 )
 
 
@@ -128,3 +131,33 @@ def test_headerless_pair_list_folds_match_kfold(tmp_path):
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
     table = pair_table(tmp_path / "pairs.txt", tmp_path, fmt="mfr2")
     np.testing.assert_array_equal(table.fold.to_numpy(), contiguous_folds(848))
+
+
+def test_one_fold_is_recut_by_class_and_the_rule_is_stated():
+    same = np.r_[np.ones(300, bool), np.zeros(300, bool)]  # a pairs.txt with header '1 300'
+    folds, rule = verification_folds(same, np.zeros(600, int))
+    assert rule.startswith("the pair list has one fold: re-cut into 10 folds")
+    for k in range(10):  # the k-th block of 30 genuine and of 30 impostor pairs
+        assert (folds[:300] == k).sum() == 30 and (folds[300:] == k).sum() == 30
+    scores = np.where(same, 0.8, 0.1)
+    report = evaluate_pairs(scores, same, np.zeros(600, int), fars=(1e-2,), convention="fold")
+    assert report["folds"] == 10 and report["accuracy"] == 1.0 and report["fold_rule"] == rule
+    small = np.r_[np.ones(3, bool), np.zeros(7, bool)]
+    assert len(np.unique(verification_folds(small, np.zeros(10, int))[0])) == 3  # k = the smaller class
+    assert verification_folds(same, np.repeat([0, 1], 300))[1] == FOLDS_AS_GIVEN
+    with pytest.raises(VerificationError, match="too few"):
+        verification_folds(np.array([True, False]), np.zeros(2, int))
+
+
+def test_folds_of_one_class_and_lists_of_one_class():
+    assert best_threshold(np.array([0.3, 0.7]), np.array([True, True])) == (0.3, 1.0)  # accept all
+    threshold, accuracy = best_threshold(np.array([0.3, 0.7]), np.array([False, False]))  # reject all
+    assert threshold > 0.7 and accuracy == 1.0
+    scores, same = np.array([0.9, 0.8, 0.2, 0.1]), np.array([True, True, False, False])
+    result = fold_accuracy(scores, same, np.array([0, 0, 1, 1]))
+    assert result.accuracies == [1.0, 1.0]
+    assert tar_at_far(scores, same, 0.5, "fold", np.array([0, 0, 1, 1]))[0] == 1.0  # fold 0 alone has a TAR
+    with pytest.raises(VerificationError, match="genuine and impostor pairs: 2 genuine, 0 impostor"):
+        evaluate_pairs(scores[:2], same[:2])
+    with pytest.raises(VerificationError, match="1 pair scores are not finite"):
+        evaluate_pairs(np.array([0.9, np.nan, 0.2, 0.1]), same)

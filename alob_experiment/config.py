@@ -1,0 +1,108 @@
+"""What one run of the LFW fold experiment depends on: the run sizes, the test scenarios, the
+settings stored in ``WORK/pipeline.json``, and the check that keeps a work folder to one set of
+data settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from alob_common.errors import UserError
+from alob_common.settings import check_same_settings
+
+SCENARIOS = {  # benchmark name → (scenario, occgen build options; None: the aligned LFW itself)
+    "lfw": ("Face–Face", None),
+    "lfw-occ-2.0": ("Face–Occlusion", ["--factor", "2.0", "--blend", "rect"]),
+    "lfw-occ-3.0": ("Face–Occlusion", ["--factor", "3.0", "--blend", "rect"]),
+    "lfw-masked": ("Face–Mask", ["--kind", "mask"]),
+}
+
+
+class PipelineError(UserError):
+    """A problem the user can fix (missing data, a failed stage); the message says what."""
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much of LFW and how much training one run uses."""
+
+    name: str
+    train_people: int | None  # None: every person of the training folds; else the N with most images
+    pairs_per_fold: int | None  # matched (and as many mismatched) test pairs per fold; None: all
+    copies: int  # training samples made from each training image (clean:occluded 1:2 overall)
+    epochs: int  # the learning rates drop ×0.1 half-way, as the paper's at epoch 10 of 21
+    cam_images: int | None  # occluded test images for the CAM overlap numbers; None: all
+    batch_size: int = 64
+
+
+RUN_SIZES = {
+    "quick": Size("quick", train_people=60, pairs_per_fold=60, copies=1, epochs=1, cam_images=300),
+    "full": Size("full", train_people=None, pairs_per_fold=None, copies=3, epochs=2, cam_images=None),
+}
+
+
+@dataclass
+class Settings:
+    """Everything a pipeline run depends on; stored in ``WORK/pipeline.json``."""
+
+    work: str
+    size: str
+    lfw_images: str
+    pairs_txt: str
+    aligned: str | None = None  # an existing aligned LFW to reuse instead of aligning
+    variants: tuple[str, ...] = ("baseline", "alob")
+    backbone: str = "resnet18"
+    train_folds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    mask_fraction: float = 0.5
+    seed: int = 0
+    workers: int = 2
+    train_people: int | None = None  # overrides of the size: 0 = every training person
+    pairs_per_fold: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    max_steps: int | None = None
+    cam_limit: int | None = None
+
+    def resolved_size(self) -> Size:
+        """The named size with this run's overrides applied."""
+        size = RUN_SIZES[self.size]
+        if self.train_people is not None:
+            size = replace(size, train_people=self.train_people or None)
+        if self.pairs_per_fold is not None:
+            size = replace(size, pairs_per_fold=self.pairs_per_fold)
+        if self.epochs is not None:
+            size = replace(size, epochs=self.epochs)
+        if self.batch_size is not None:
+            size = replace(size, batch_size=self.batch_size)
+        return size
+
+
+# Settings that decide what data is built; a WORK folder keeps them for life.
+DATA_SETTINGS = ("size", "lfw_images", "pairs_txt", "aligned", "train_folds", "train_people", "pairs_per_fold",
+                 "mask_fraction", "seed", "backbone")
+
+
+def data_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The data settings of a run (as stored in ``pipeline.json``), with the size's overrides
+    resolved: ``--quick`` and ``--quick --train-people 60`` build the same data."""
+    data = {key: values.get(key) for key in DATA_SETTINGS}
+    size = RUN_SIZES.get(data["size"])
+    if size is not None:
+        if data["train_people"] is None:
+            data["train_people"] = size.train_people
+        data["train_people"] = data["train_people"] or None  # 0 and None: every training person
+        if data["pairs_per_fold"] is None:
+            data["pairs_per_fold"] = size.pairs_per_fold
+    return data
+
+
+def check_work(settings: Settings) -> None:
+    """Refuse to continue in a WORK folder made with other data settings (its files would mix)."""
+    saved = Path(settings.work) / "pipeline.json"
+    if not saved.is_file():
+        return
+    before = data_settings(json.loads(saved.read_text()))
+    now = data_settings(json.loads(json.dumps(asdict(settings))))
+    check_same_settings(before, now, settings.work, "use another --work", DATA_SETTINGS)

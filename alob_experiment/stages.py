@@ -1,0 +1,156 @@
+"""The stages of the LFW fold experiment: the project command each one runs (``align-faces``,
+``occgen build``, ``alob-train``, ``alob-eval``), and running them resumably.
+
+A finished stage leaves ``WORK/stages/<name>.json`` (its command and time) and is skipped on a
+rerun with the same command; an interrupted one is resumed by the command itself. Data flows
+one way: align → occgen → train → eval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from alob_common.atomic import write_text_atomic
+from alob_experiment.config import SCENARIOS, PipelineError, Settings, Size
+from alob_experiment.lfw import Split
+
+
+def command(name: str) -> str:
+    """Path of one of the project's console scripts: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        raise PipelineError(f"command {name!r} not found: install the project (pip install -e .) in this environment")
+    return found
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline and what became of it."""
+
+    name: str
+    argv: list[str]
+    resume: list[str] | None = None  # the command to run instead when ``resume_if`` exists
+    resume_if: str | None = None
+    status: str = "pending"  # done, skipped (done before), failed
+    seconds: float = 0.0
+
+
+def _aligned(settings: Settings) -> Path:
+    return Path(settings.aligned) if settings.aligned else Path(settings.work) / "aligned"
+
+
+def _data_stages(settings: Settings, size: Size) -> list[Stage]:
+    """Alignment (unless an aligned LFW is reused), the occluded/masked test sets, the training set."""
+    work, seed, workers = Path(settings.work), str(settings.seed), str(settings.workers)
+    stages = []
+    if settings.aligned is None:
+        stages.append(Stage("align", [command("align-faces"), str(work / "lfw-subset"), str(_aligned(settings)),
+                                      "--workers", workers]))
+    for bench, (_, options) in SCENARIOS.items():
+        if options is not None:
+            stages.append(Stage(f"build-{bench}", [
+                command("occgen"), "build", "--source", "lfw", "--src", str(work / "test-src"),
+                "--pairs", str(work / "split" / "test_pairs.txt"), "--out", str(work / "data" / bench),
+                *options, "--seed", seed, "--workers", workers]))
+    stages.append(Stage("build-train", [
+        command("occgen"), "build", "--source", "folder", "--src", str(work / "train-src"),
+        "--out", str(work / "data" / "train"), "--kind", "mixed", "--mask-fraction", f"{settings.mask_fraction:g}",
+        "--clean-ratio", "1:2", "--copies", str(size.copies), "--seed", seed, "--workers", workers]))
+    return stages
+
+
+def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
+    """Training of one variant; an interrupted run resumes from its last checkpoint."""
+    work, run = Path(settings.work), Path(settings.work) / "runs" / variant
+    budget = ["--epochs", str(size.epochs)] + (["--max-steps", str(settings.max_steps)] if settings.max_steps else [])
+    argv = [command("alob-train"), "--data", str(work / "data" / "train"), "--out", str(run),
+            "--backbone", settings.backbone, "--variant", variant, *budget,
+            "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
+            "--seed", str(settings.seed), "--workers", "1", "--no-tensorboard"]
+    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", "1"]
+    return Stage(f"train-{variant}", argv, resume, str(run / "checkpoints" / "last.pt"))
+
+
+def _eval_stage(settings: Settings, variant: str) -> Stage:
+    """Pair verification of one variant on every scenario."""
+    work = Path(settings.work)
+    test_pairs = work / "split" / "test_pairs.txt"
+    argv = [command("alob-eval"), "--checkpoint", str(work / "runs" / variant), "--which", "last",
+            "--far", "1e-3", "--far", "1e-2", "--out", str(work / "reports" / variant)]
+    for bench in SCENARIOS:
+        where = f"{_aligned(settings)}@{test_pairs}" if bench == "lfw" else str(work / "data" / bench)
+        argv += ["--bench", f"{bench}={where}"]
+    return Stage(f"eval-{variant}", argv)
+
+
+def _picture_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
+    """Grad-CAM of the first variant with a Trimmer, and a t-SNE of five test people."""
+    work, stages = Path(settings.work), []
+    with_trimmer = [v for v in settings.variants if v != "baseline"]
+    if with_trimmer:
+        argv = [command("alob-eval"), "cam", "--checkpoint", str(work / "runs" / with_trimmer[0]),
+                "--data", str(work / "data" / "lfw-occ-3.0"), "--out", str(work / "reports" / "cam")]
+        limit = settings.cam_limit or size.cam_images
+        stages.append(Stage("cam", argv + (["--limit", str(limit)] if limit else [])))
+    counts = sorted((split.images[p] for p in split.test_people), reverse=True)
+    per_identity = min(20, counts[4]) if len(counts) >= 5 else 0
+    if per_identity >= 2:  # t-SNE of 5 test people (unseen in training) × up to 20 images
+        argv = [command("alob-eval"), "tsne", "--images", str(work / "test-src"), "--identities", "5",
+                "--per-identity", str(per_identity), "--out", str(work / "reports" / "tsne.png"),
+                "--seed", str(settings.seed)]
+        for variant in settings.variants:
+            argv += ["--checkpoint", str(work / "runs" / variant)]
+        stages.append(Stage("tsne", argv))
+    return stages
+
+
+def plan_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
+    """The commands of a run, in order."""
+    return [*_data_stages(settings, size),
+            *(_train_stage(settings, size, v) for v in settings.variants),
+            *(_eval_stage(settings, v) for v in settings.variants),
+            *_picture_stages(settings, split, size)]
+
+
+def run_stage(stage: Stage, work: Path, log: Callable[[str], None] = print) -> Stage:
+    """Run a stage's command unless ``WORK/stages/<name>.json`` shows it finished with the same
+    command; its output streams to the terminal and to ``WORK/logs/<name>.log``."""
+    marker = work / "stages" / f"{stage.name}.json"
+    if marker.is_file():
+        before = json.loads(marker.read_text())
+        if before.get("argv") == stage.argv:
+            stage.status, stage.seconds = "skipped", before.get("seconds", 0.0)
+            log(f"  {stage.name}: done before ({stage.seconds:.0f} s), skipped")
+            return stage
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    argv = stage.resume if stage.resume and stage.resume_if and Path(stage.resume_if).exists() else stage.argv
+    log(f"  {stage.name}: {' '.join([Path(argv[0]).name, *argv[1:]])}")
+    start = time.perf_counter()
+    code = _stream(argv, logs / f"{stage.name}.log")
+    stage.seconds = time.perf_counter() - start
+    if code != 0:
+        stage.status = "failed"
+        raise PipelineError(f"stage {stage.name} failed (exit {code}); its output is in {logs / (stage.name + '.log')}")
+    stage.status = "done"
+    write_text_atomic(marker, json.dumps({"argv": stage.argv, "seconds": stage.seconds}, indent=2))
+    return stage
+
+
+def _stream(argv: list[str], log_file: Path) -> int:
+    """Run ``argv``, copying its output to the terminal and appending it to ``log_file``."""
+    with open(log_file, "a") as out:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read(4096), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            out.write(chunk.decode(errors="replace"))
+        return proc.wait()
