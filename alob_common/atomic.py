@@ -65,6 +65,7 @@ def link_or_copy_atomic(source: str | os.PathLike, path: str | os.PathLike, data
             path.parent.mkdir(parents=True, exist_ok=True)
             os.link(source, tmp)
         os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)  # renaming onto a link of the same file leaves the source name
     except OSError:
         tmp.unlink(missing_ok=True)
         write_bytes_atomic(path, data)
