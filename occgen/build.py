@@ -33,7 +33,8 @@ from alob_common.images import decode_rgb, encode, no_images_message, scan_image
 from alob_common.pairs import parse_pairs_txt
 from alob_common.settings import check_same_settings
 from occgen.library import OccgenError, load_library
-from occgen.masks import MaskConfig, crop_landmarks, mask_face
+from occgen.face_landmarks import crop_landmarks
+from occgen.masks import MaskConfig, mask_face
 from occgen.rng import rng_for
 from occgen.synth import OcclusionConfig, calibrated_mean, occlude
 from occgen.writers import FolderWriter, ShardWriter

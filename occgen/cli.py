@@ -162,7 +162,7 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
             for problem in templates.problems:
                 click.echo(f"warning: {problem}", err=True)
         if landmarks == "dlib":
-            from occgen.masks import dlib_predictor
+            from occgen.face_landmarks import dlib_predictor
 
             if dlib_predictor() is None:
                 raise OccgenError("--landmarks dlib: dlib or its 68-point model (face_recognition_models) is not installed")
