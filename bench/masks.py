@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from alob_common.images import decode_rgb, encode
 from alob_common.dlib_models import SHAPE_68, dlib_model_path
+from alob_common.images import decode_rgb, encode
 from occgen.face_landmarks import crop_landmarks
 from occgen.masks import MASK_TYPES, MaskConfig, mask_face
 from occgen.masktheface import load_templates

@@ -22,8 +22,8 @@ import json
 import multiprocessing as mp
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 from tqdm import tqdm
@@ -48,7 +48,7 @@ from occgen.build_plan import (
 from occgen.build_worker import init_worker, run_unit
 from occgen.library import OccgenError
 
-__all__ = ["BuildConfig", "Job", "build", "dataset_name", "list_sources", "assemble"]
+__all__ = ["BuildConfig", "Job", "assemble", "build", "dataset_name", "list_sources"]
 
 
 def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:

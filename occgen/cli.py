@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 import cv2
@@ -31,7 +31,12 @@ from occgen.build_config import (
     default_workers,
 )
 from occgen.face_landmarks import LANDMARK_METHODS, dlib_predictor
-from occgen.library import OccgenError, default_library_path, library_or_default, load_library
+from occgen.library import (
+    OccgenError,
+    default_library_path,
+    library_or_default,
+    load_library,
+)
 from occgen.masks import MASK_TYPES, MaskConfig, parse_mask_types
 from occgen.masktheface import load_templates
 from occgen.preview import preview as run_preview
@@ -324,7 +329,7 @@ def assets(occluders, regenerate, out, sheet) -> None:
         click.echo(f"{category:<12} {len(group):>3}  hint {group['hint'].iloc[0]:<8}  sizes (WxH) {sizes}")
     click.echo(f"{len(table)} occluders in {table['category'].nunique()} categories: {library.root}")
     if sheet:
-        ok, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])
+        _, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])
         write_bytes_atomic(sheet, buf.tobytes())
         click.echo(f"wrote {sheet}")
 

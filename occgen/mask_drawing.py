@@ -11,8 +11,8 @@ colours are scaled to the brightness of the face they cover.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np

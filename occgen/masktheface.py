@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from occgen.library import OccgenError
 from occgen.face_landmarks import YAW_TEMPLATE_SWITCH, FaceShape, six_points
+from occgen.library import OccgenError
 from occgen.mask_drawing import MASK_TYPES
 
 POINT_NAMES = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")

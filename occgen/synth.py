@@ -37,7 +37,6 @@ import numpy as np
 from alob_common.geometry import crop_template
 from occgen.library import Occluder, OccluderLibrary, default_library
 
-
 FROM_TRAINING_SCALE_SET = "1:0.5:5"  # FROM's training recipe: a factor drawn per image from 1, 1.5, ..., 5
 
 

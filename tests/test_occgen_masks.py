@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from alob_common.geometry import crop_template
 from occgen.build import BuildConfig, Job, build
 from occgen.cli import main
-from alob_common.geometry import crop_template
 from occgen.face_landmarks import crop_landmarks, fit_face, model_shape, six_points
 from occgen.masks import MASK_TYPES, MaskConfig, mask_face, parse_mask_types
 from occgen.masktheface import load_templates
