@@ -33,6 +33,7 @@ import numpy as np
 
 from alob_common.dlib_models import SHAPE_68, dlib_model_path
 from alob_common.geometry import crop_template, fit_similarity, transform_points
+from occgen.library import OccgenError
 
 LANDMARK_METHODS = ("auto", "dlib", "model")
 
@@ -141,7 +142,8 @@ def dlib_shape(image: np.ndarray, reference5: np.ndarray) -> tuple[FaceShape | N
 
 
 def fit_face(image: np.ndarray, points5: np.ndarray | None = None, method: str = "auto") -> FaceShape:
-    """Landmarks of an aligned crop; never fails (falls back to the template, with the reason).
+    """Landmarks of an aligned crop; never fails (falls back to the template, with the reason),
+    except for ``method="dlib"`` without dlib (OccgenError).
 
     ``points5``: the face's 5 points in crop pixels when known (align-faces' manifest), else None.
     """
@@ -160,7 +162,7 @@ def fit_face(image: np.ndarray, points5: np.ndarray | None = None, method: str =
             return shape
         if dlib_predictor() is None:
             if method == "dlib":
-                raise RuntimeError(why)
+                raise OccgenError(f"--landmarks dlib: {why}")
         else:
             reason = "; ".join(r for r in (reason, why) if r)
     if points5 is not None:

@@ -219,8 +219,8 @@ def test_non_image_files_in_src_are_reported(tree, tmp_path):
                                        "--factor", "2", "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "non-image" in line]
-    assert warnings == [f"warning: {src} holds 2 non-image file(s) (notes.txt, Bob_B/Bob_B_0001.json); "
-                        "only images are used"]
+    assert warnings == [(f"warning: {src} holds 2 non-image file(s) (notes.txt, Bob_B/Bob_B_0001.json); "
+                         "only images are used")]
     meta = json.loads((tmp_path / "o" / "dataset.json").read_text())
     assert meta["inputs"] == {"images": 25, "other_files": 2, "other_examples": ["notes.txt", "Bob_B/Bob_B_0001.json"]}
     result = CliRunner().invoke(main, ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "p"),

@@ -122,6 +122,16 @@ def test_never_drop_falls_back_to_template():
     assert mask.any() and info["landmarks"] in ("dlib68", "template5")
 
 
+def test_landmarks_dlib_without_dlib_is_a_user_error(monkeypatch):
+    from alob_common.errors import UserError
+    from occgen import face_landmarks
+
+    monkeypatch.setattr(face_landmarks, "dlib_predictor", lambda: None)
+    with pytest.raises(UserError, match="dlib"):
+        fit_face(_face(), None, method="dlib")
+    assert fit_face(_face(), None, method="auto").source == "template5"
+
+
 def test_crop_landmarks_maps_into_the_crop():
     from alob_common.geometry import transform_points
 
