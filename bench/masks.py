@@ -30,14 +30,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from alob_common.dlib_models import SHAPE_68, dlib_model_path
 from alob_common.images import decode_rgb, encode
-from occgen.masks import (
-    MASK_TYPES,
-    MaskConfig,
-    crop_landmarks,
-    dlib_model_path,
-    mask_face,
-)
+from occgen.face_landmarks import crop_landmarks
+from occgen.masks import MASK_TYPES, MaskConfig, mask_face
 from occgen.masktheface import load_templates
 from occgen.rng import rng_for
 
@@ -90,7 +86,7 @@ def main() -> None:
     blobs = [(args.src / r["path"]).read_bytes() for r in rows]
     templates = load_templates(args.templates) if args.templates else None
     runs = {"occgen, 5-point face-shape model": lambda: ours(blobs, rows, MaskConfig(landmarks="model"))}
-    have_dlib = dlib_model_path() is not None
+    have_dlib = dlib_model_path(SHAPE_68) is not None
     try:
         import dlib
     except ImportError:
@@ -102,7 +98,7 @@ def main() -> None:
             blobs, rows, MaskConfig(landmarks="auto"), templates)
     dropped = None
     if have_dlib and templates is not None:
-        detector, predictor = dlib.get_frontal_face_detector(), dlib.shape_predictor(dlib_model_path())
+        detector, predictor = dlib.get_frontal_face_detector(), dlib.shape_predictor(dlib_model_path(SHAPE_68))
         result = {}
 
         def mtf() -> None:

@@ -3,12 +3,45 @@ manage the occluder library (``assets``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
+import cv2
 
+from alob_common.atomic import write_bytes_atomic
 from alob_common.errors import UserError
+from alob_common.images import ImageScan
+from occgen.assets_gen import write_library
+from occgen.build import build as run_build
+from occgen.build_config import (
+    DEFAULT_CLEAN_RATIO,
+    DEFAULT_FORMAT,
+    DEFAULT_SIZE_MODE,
+    KINDS,
+    SOURCES,
+    BuildConfig,
+    Job,
+    dataset_name,
+    default_occlusion,
+    default_workers,
+)
+from occgen.face_landmarks import LANDMARK_METHODS, dlib_predictor
+from occgen.library import (
+    OccgenError,
+    default_library_path,
+    library_or_default,
+    load_library,
+)
+from occgen.masks import MASK_TYPES, MaskConfig, parse_mask_types
+from occgen.masktheface import load_templates
+from occgen.preview import preview as run_preview
+from occgen.sheet import library_sheet
+from occgen.synth import OcclusionConfig, parse_clean_ratio, parse_scale_set
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -24,13 +57,21 @@ def main() -> None:
     """
 
 
+@contextmanager
+def _one_line_errors(prefix: str = "") -> Iterator[None]:
+    """Report a problem with the user's input or settings (any UserError: occgen's, a pair
+    list's, a changed-settings refusal) as a one-line error with exit code 1, no traceback."""
+    try:
+        yield
+    except UserError as err:
+        raise click.ClickException(f"{prefix}{err}") from None
+
+
 def _categories(ctx, param, value: str | None):
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
 def _mask_types(ctx, param, value: str | None):
-    from occgen.masks import parse_mask_types
-
     try:
         return parse_mask_types(value) if value else None
     except ValueError as err:
@@ -38,30 +79,52 @@ def _mask_types(ctx, param, value: str | None):
 
 
 def _clean_ratio(ctx, param, value: str) -> float:
-    from occgen.synth import parse_clean_ratio
-
     try:
         return parse_clean_ratio(value)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
 
 
-@main.command(context_settings=CONTEXT)
-@click.option("--kind", type=click.Choice(["occluder", "mask", "mixed"]), default="occluder", show_default=True,
+def _size_mode_help() -> str:
+    """``--ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder``, from DEFAULT_SIZE_MODE."""
+    return ", ".join(f"--{key.replace('_', '-')} {value} for {source}"
+                     for source, mode in DEFAULT_SIZE_MODE.items() for key, value in mode.items())
+
+
+BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
+
+    Size mode: one of --factor, --scale-set, --ratio [default: {_size_mode_help()}]; occluders
+    only, --kind mask has its own options (--mask-*, --landmarks). Outputs (described in README.md):
+    OUT/manifest.csv (one row per output and per failed input), OUT/dataset.json (settings,
+    counts, coverage mean and spread, the files in SRC that are not images), OUT/pairs.csv (lfw)
+    or OUT/classes.csv (folder). Reruns resume.
+
+    \b
+    Examples:
+      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-3.0 --factor 3.0 --blend rect
+      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
+      occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
+      occgen build --source lfw --kind mask --src lfw-aligned --pairs pairs.txt --out lfw-masked
+      occgen build --source folder --kind mixed --mask-fraction 0.5 --src casia-aligned --out casia-mixed
+    """
+
+
+@main.command(context_settings=CONTEXT, help=BUILD_HELP)
+@click.option("--kind", type=click.Choice(KINDS), default=BuildConfig.kind, show_default=True,
               help="occluder: FROM-style occluders. mask: landmark-fitted face masks (LFW-Masked with --source lfw). "
                    "mixed: each occluded sample gets a mask with probability --mask-fraction, else an occluder.")
 @click.option("--mask-types", callback=_mask_types,
-              help="Comma-separated mask types drawn per image [default: all: surgical,N95,KN95,cloth,gas].")
+              help=f"Comma-separated mask types drawn per image [default: all: {','.join(MASK_TYPES)}].")
 @click.option("--mask-templates", type=click.Path(),
               help="A MaskTheFace template folder (masks.cfg + RGBA templates): fit its templates by homography "
                    "instead of drawing the masks; types without a template are drawn.")
-@click.option("--mask-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--mask-fraction", type=click.FloatRange(0, 1), default=BuildConfig.mask_fraction, show_default=True,
               help="--kind mixed: of the occluded samples, the fraction that get masks (the rest get occluders).")
-@click.option("--landmarks", type=click.Choice(["auto", "dlib", "model"]), default="auto", show_default=True,
+@click.option("--landmarks", type=click.Choice(LANDMARK_METHODS), default=MaskConfig.landmarks, show_default=True,
               help="Mask fitting: auto = dlib 68 points when dlib and its model are installed, else the 5-point "
                    "face-shape model; dlib = require dlib; model = never dlib. Any failure falls back to the "
                    "template landmarks (recorded in the manifest); no face is dropped.")
-@click.option("--source", type=click.Choice(["lfw", "folder"]), required=True,
+@click.option("--source", type=click.Choice(SOURCES), required=True,
               help="lfw: every image occluded once, next to a clean copy, plus pairs.csv (evaluation set). "
                    "folder: any identity-folder tree to a training set with clean and occluded samples.")
 @click.option("--src", required=True, type=click.Path(file_okay=False), help="Aligned folder (align-faces output or any identity tree).")
@@ -74,33 +137,36 @@ def _clean_ratio(ctx, param, value: str) -> float:
 @click.option("--scale-set", help="FROM's training recipe: factor drawn per image from START:STEP:STOP, e.g. 1:0.5:5.")
 @click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target coverage: occluders cover RATIO of the crop on average, e.g. 0.52 (LFW-OCC-3.0) or 0.4309 (2.0).")
-@click.option("--ratio-spread", type=click.FloatRange(0, 0.3), default=0.08, show_default=True,
+@click.option("--ratio-spread", type=click.FloatRange(0, 0.3), default=OcclusionConfig.ratio_spread, show_default=True,
               help="Standard deviation of the per-image coverage targets in --ratio mode.")
-@click.option("--blend", type=click.Choice(["alpha", "rect"]), default="alpha", show_default=True,
+@click.option("--blend", type=click.Choice(["alpha", "rect"]), default=OcclusionConfig.blend, show_default=True,
               help="alpha: composite with the occluder's alpha, mask = alpha > 0.5. rect: paste the whole rectangle (FROM).")
-@click.option("--placement", type=click.Choice(["random", "semantic"]), default="random", show_default=True,
+@click.option("--placement", type=click.Choice(["random", "semantic"]), default=OcclusionConfig.placement,
+              show_default=True,
               help="random: centre anywhere (FROM). semantic: eyewear on the eyes, masks and scarves on nose and mouth.")
 @click.option("--true-mask", is_flag=True,
               help="With --factor/--scale-set and --blend rect: save the exact pasted rectangle instead of FROM's mask "
                    "(FROM clips the mask at W-1/H-1, missing the last column/row).")
-@click.option("--pick", type=click.Choice(["category", "file"]), default="category", show_default=True,
+@click.option("--pick", type=click.Choice(["category", "file"]), default=OcclusionConfig.pick, show_default=True,
               help="Which occluder: a category uniformly then a file in it, or any file uniformly (FROM; the same "
                    "for the bundled library, whose categories are all the same size).")
 @click.option("--categories", callback=_categories, help="Comma-separated occluder categories to use [default: all].")
 @click.option("--occluders", type=click.Path(file_okay=False),
               help="Occluder folder: this project's layout, FROM's (category folders, optional occluder.txt) or any PNGs "
                    "[default: the bundled library].")
-@click.option("--clean-ratio", default="1:2", show_default=True, callback=_clean_ratio,
+@click.option("--clean-ratio", default=DEFAULT_CLEAN_RATIO, show_default=True, callback=_clean_ratio,
               help="--source folder: clean:occluded proportion of training samples.")
-@click.option("--copies", type=click.IntRange(1, None), default=1, show_default=True,
+@click.option("--copies", type=click.IntRange(1, None), default=BuildConfig.copies, show_default=True,
               help="--source folder: samples made from each source image.")
 @click.option("--format", "fmt", type=click.Choice(["folder", "shards"]), default=None,
-              help="folder (images/, masks/) or shards (WebDataset tars) [default: folder for lfw, shards for folder].")
-@click.option("--image-format", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
-@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True)
-@click.option("--shard-size", type=click.IntRange(1, None), default=1000, show_default=True,
+              help="folder (images/, masks/) or shards (WebDataset tars) [default: "
+                   + ", ".join(f"{fmt} for {source}" for source, fmt in DEFAULT_FORMAT.items()) + "].")
+@click.option("--image-format", type=click.Choice(["jpg", "png"]), default=BuildConfig.image_format, show_default=True)
+@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=BuildConfig.jpeg_quality, show_default=True)
+@click.option("--shard-size", type=click.IntRange(1, None), default=BuildConfig.unit_size, show_default=True,
               help="Samples per unit of work (one tar in shard form).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Every sample's randomness comes from (seed, its key).")
+@click.option("--seed", type=int, default=BuildConfig.seed, show_default=True,
+              help="Every sample's randomness comes from (seed, its key).")
 @click.option("--workers", type=click.IntRange(0, None), default=None,
               help="Processes [default: number of CPU cores]; 0 = in this process. Never changes the output.")
 @click.option("--shard-index", type=click.IntRange(0, None), default=0, show_default=True,
@@ -108,89 +174,77 @@ def _clean_ratio(ctx, param, value: str) -> float:
 @click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Rebuild everything instead of resuming finished units.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, src, out, pairs, factor, scale_set, ratio, ratio_spread, blend, placement, true_mask, pick, categories,
-          occluders, clean_ratio, copies, fmt, image_format, jpeg_quality, shard_size, seed, workers, shard_index,
-          num_shards, overwrite, quiet) -> None:
-    """Occlude an aligned face folder into a dataset.
-
-    Size mode: one of --factor, --scale-set, --ratio [default: --ratio 0.52 for lfw,
-    --scale-set 1:0.5:5 for folder]; occluders only, --kind mask has its own options (--mask-*,
-    --landmarks). Outputs follow docs/DESIGN.md: OUT/manifest.csv (one row
-    per output and per failed input), OUT/dataset.json (settings, counts, coverage mean and
-    spread), OUT/pairs.csv (lfw) or OUT/classes.csv (folder). Reruns resume.
-
-    \b
-    Examples:
-      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-3.0 --factor 3.0 --blend rect
-      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
-      occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
-      occgen build --source lfw --kind mask --src lfw-aligned --pairs pairs.txt --out lfw-masked
-      occgen build --source folder --kind mixed --mask-fraction 0.5 --src casia-aligned --out casia-mixed
-    """
-    from occgen.build import BuildConfig, Job, dataset_name
-    from occgen.build import build as run_build
-    from occgen.library import OccgenError
-    from occgen.synth import OcclusionConfig, parse_scale_set
-
-
-    if sum(v is not None for v in (factor, scale_set, ratio)) > 1:
-        raise click.UsageError("give only one of --factor, --scale-set, --ratio")
-    if factor is None and scale_set is None and ratio is None:
-        if source == "lfw":
-            ratio = 0.52
-        else:
-            scale_set = "1:0.5:5"
-    try:
-        occlusion = OcclusionConfig(
-            factor=factor, scale_set=parse_scale_set(scale_set) if scale_set else None, ratio=ratio,
-            ratio_spread=ratio_spread, blend=blend, placement=placement, from_mask=not true_mask, categories=categories,
-            pick=pick,
-        )
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
-    from occgen.masks import MaskConfig
-
-    if kind == "occluder" and (mask_types or mask_templates):
-        raise click.UsageError("--mask-types and --mask-templates need --kind mask or --kind mixed")
-    masks = MaskConfig(types=mask_types or MaskConfig().types, landmarks=landmarks,
-                       templates=os.path.abspath(mask_templates) if mask_templates else None)
-    try:
-        if mask_templates:
-            from occgen.masktheface import load_templates
-
-            templates = load_templates(mask_templates)
-            for problem in templates.problems:
-                click.echo(f"warning: {problem}", err=True)
-        if landmarks == "dlib":
-            from occgen.masks import dlib_predictor
-
-            if dlib_predictor() is None:
-                raise OccgenError("--landmarks dlib: dlib or its 68-point model (face_recognition_models) is not installed")
-    except OccgenError as err:
-        raise click.ClickException(str(err)) from None
+def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, src, out, pairs, factor, scale_set,
+          ratio, ratio_spread, blend, placement, true_mask, pick, categories, occluders, clean_ratio, copies, fmt,
+          image_format, jpeg_quality, shard_size, seed, workers, shard_index, num_shards, overwrite, quiet) -> None:
+    """The ``build`` command (its help is BUILD_HELP)."""
+    occlusion = _occlusion_config(source, factor, scale_set, ratio, ratio_spread=ratio_spread, blend=blend,
+                                  placement=placement, from_mask=not true_mask, categories=categories, pick=pick)
+    masks = _mask_config(kind, mask_types, mask_templates, landmarks)
     config = BuildConfig(
         kind=kind, masks=masks, mask_fraction=mask_fraction,
         source=source, occlusion=occlusion, seed=seed, copies=copies, clean=clean_ratio,
-        format=fmt or ("folder" if source == "lfw" else "shards"), image_format=image_format,
-        jpeg_quality=jpeg_quality, unit_size=shard_size,
-        occluders=os.path.abspath(occluders) if occluders else None,
-        pairs=os.path.abspath(pairs) if pairs else None,
+        format=fmt or DEFAULT_FORMAT[source], image_format=image_format,
+        jpeg_quality=jpeg_quality, unit_size=shard_size, occluders=_absolute(occluders), pairs=_absolute(pairs),
     )
     out = out or dataset_name(config, src)
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    job = Job(src, out, config, shard_index, num_shards, workers, sys.argv)
+    job = Job(src, out, config, shard_index, num_shards, default_workers() if workers is None else workers, sys.argv)
     try:
-        if kind != "mask":
-            library = _library(occluders)
-            for problem in library.problems:
-                click.echo(f"warning: {problem}", err=True)
-            library.subset(categories)
-        summary = run_build(job, progress=not quiet, overwrite=overwrite)
-    except UserError as err:
-        raise click.ClickException(str(err)) from None
+        with _one_line_errors():
+            if kind != "mask":
+                library = library_or_default(occluders)
+                _warn(library.problems)
+                library.subset(categories)
+            summary = run_build(job, progress=not quiet, overwrite=overwrite)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: finished units are kept; rerun the same command to resume", err=True)
         sys.exit(130)
+    _report(summary, src, out)
+
+
+def _occlusion_config(source: str, factor: float | None, scale_set: str | None, ratio: float | None,
+                      **options) -> OcclusionConfig:
+    """The occlusion settings from the size-mode options (the source's default when none is
+    given) and the others; a usage error for two size modes or a bad value."""
+    if sum(v is not None for v in (factor, scale_set, ratio)) > 1:
+        raise click.UsageError("give only one of --factor, --scale-set, --ratio")
+    try:
+        scales = parse_scale_set(scale_set) if scale_set else None
+        return default_occlusion(source, factor=factor, scale_set=scales, ratio=ratio, **options)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _mask_config(kind: str, mask_types: tuple[str, ...] | None, mask_templates: str | None,
+                 landmarks: str) -> MaskConfig:
+    """The mask settings; loads the templates (warning about unusable ones) and checks dlib when
+    asked for, so a problem shows before any work."""
+    if kind == "occluder" and (mask_types or mask_templates):
+        raise click.UsageError("--mask-types and --mask-templates need --kind mask or --kind mixed")
+    with _one_line_errors():
+        if mask_templates:
+            _warn(load_templates(mask_templates).problems)
+        if landmarks == "dlib" and dlib_predictor() is None:
+            raise OccgenError("--landmarks dlib: dlib or its 68-point model (face_recognition_models) is not installed")
+    return MaskConfig(types=mask_types or MaskConfig().types, landmarks=landmarks,
+                      templates=_absolute(mask_templates))
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
+def _warn(problems: list[str]) -> None:
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+def _report(summary: dict, src: str, out: str) -> None:
+    """The build's summary lines: speed, counts, coverage, masks, landmarks, pairs, manifest."""
+    inputs = summary.get("inputs") or {}
+    if inputs.get("other_files"):
+        others = ImageScan([], inputs["other_files"], inputs["other_examples"]).describe_others()
+        click.echo(f"warning: {src} holds {others}; only images are used", err=True)
     run = summary["run"]
     rate = run.get("samples_per_second")
     click.echo(f"built {run['processed']} samples in {run['seconds']:.1f} s" + (f" ({rate:.0f}/s)" if rate else "")
@@ -211,19 +265,16 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
     if "landmarks" in summary:
         click.echo("landmarks: " + ", ".join(f"{k} {v}" for k, v in summary["landmarks"].items()))
     if "pairs" in summary:
-        p = summary["pairs"]
-        click.echo(f"pairs: {p['written']} of {p['read']} written to {os.path.join(out, 'pairs.csv')}")
-        for s in p["skipped"][:5]:
-            click.echo(f"warning: pairs line {s['line']} skipped: {s['reason']}", err=True)
-        if len(p["skipped"]) > 5:
-            click.echo(f"warning: {len(p['skipped']) - 5} more pairs skipped (see dataset.json)", err=True)
+        _report_pairs(summary["pairs"], out)
     click.echo(f"manifest: {os.path.join(out, 'manifest.csv')}")
 
 
-def _library(path: str | None):
-    from occgen.library import default_library, load_library
-
-    return load_library(path) if path else default_library()
+def _report_pairs(p: dict, out: str) -> None:
+    click.echo(f"pairs: {p['written']} of {p['read']} written to {os.path.join(out, 'pairs.csv')}")
+    for s in p["skipped"][:5]:
+        click.echo(f"warning: pairs line {s['line']} skipped: {s['reason']}", err=True)
+    if len(p["skipped"]) > 5:
+        click.echo(f"warning: {len(p['skipped']) - 5} more pairs skipped (see dataset.json)", err=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -244,21 +295,19 @@ def preview(dataset, out, count, cols, scale, kind, by_type, category, seed) -> 
     Example (one row per mask type):
       occgen preview lfw-masked --by-type --cols 8 --out masks-by-type.png
     """
-    from occgen.library import OccgenError
-    from occgen.preview import preview as run_preview
-
     try:
-        if kind is None:
-            import json
-
-            meta = os.path.join(dataset, "dataset.json")
-            with open(meta) if os.path.exists(meta) else open(os.devnull) as handle:
-                settings = json.loads(handle.read() or "{}").get("settings", {})
-            kind = "mask" if settings.get("kind") == "mask" else "occluder"
+        kind = kind or _default_preview_kind(dataset)
         path = run_preview(dataset, out, count, cols, seed, scale, kind, by_type, category)
-    except (OccgenError, OSError, KeyError, ValueError) as err:
+    except (UserError, OSError, KeyError, ValueError) as err:
         raise click.ClickException(f"cannot preview {dataset}: {err}") from None
     click.echo(f"wrote {path}")
+
+
+def _default_preview_kind(dataset: str) -> str:
+    """``mask`` for a masked dataset (its dataset.json says kind mask), else ``occluder``."""
+    meta = Path(dataset) / "dataset.json"
+    settings = json.loads(meta.read_text() or "{}").get("settings", {}) if meta.exists() else {}
+    return "mask" if settings.get("kind") == "mask" else "occluder"
 
 
 @main.command(context_settings=CONTEXT)
@@ -269,40 +318,31 @@ def preview(dataset, out, count, cols, scale, kind, by_type, category, seed) -> 
 @click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet PNG of the library.")
 def assets(occluders, regenerate, out, sheet) -> None:
     """List the occluder library (category, file, size, placement hint), or --regenerate it."""
-    from pathlib import Path
-
-    from occgen.library import OccgenError, default_library_path, load_library
-
-    try:
+    with _one_line_errors():
         if regenerate:
-            from occgen.assets_gen import write_library
-
-            checkout = Path(__file__).resolve().parents[1] / "assets" / "occluders"
-            if not out and not (checkout / "index.csv").exists():
-                raise OccgenError("not running from a source checkout: give --out DIR for the regenerated library")
-            target = Path(out) if out else checkout
-            index = write_library(target)
-            click.echo(f"drew {len(index)} occluders in {index['category'].nunique()} categories into {target}")
-            occluders = str(target)
+            occluders = str(_regenerate_library(out))
         library = load_library(occluders) if occluders else load_library(default_library_path())
-    except OccgenError as err:
-        raise click.ClickException(str(err)) from None
-    for problem in library.problems:
-        click.echo(f"warning: {problem}", err=True)
+    _warn(library.problems)
     table = library.table()
     for category, group in table.groupby("category", sort=True):
         sizes = ", ".join(f"{w}x{h}" for w, h in zip(group["width"], group["height"], strict=True))
         click.echo(f"{category:<12} {len(group):>3}  hint {group['hint'].iloc[0]:<8}  sizes (WxH) {sizes}")
     click.echo(f"{len(table)} occluders in {table['category'].nunique()} categories: {library.root}")
     if sheet:
-        import cv2
-
-        from alob_common.atomic import write_bytes_atomic
-        from occgen.sheet import library_sheet
-
-        ok, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])
+        _, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])
         write_bytes_atomic(sheet, buf.tobytes())
         click.echo(f"wrote {sheet}")
+
+
+def _regenerate_library(out: str | None) -> Path:
+    """Redraw the library into ``out`` (default: the checkout's assets/occluders); returns where."""
+    checkout = Path(__file__).resolve().parents[1] / "assets" / "occluders"
+    if not out and not (checkout / "index.csv").exists():
+        raise OccgenError("not running from a source checkout: give --out DIR for the regenerated library")
+    target = Path(out) if out else checkout
+    index = write_library(target)
+    click.echo(f"drew {len(index)} occluders in {index['category'].nunique()} categories into {target}")
+    return target
 
 
 if __name__ == "__main__":

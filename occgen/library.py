@@ -254,3 +254,8 @@ def default_library() -> OccluderLibrary:
     if _DEFAULT is None:
         _DEFAULT = load_library()
     return _DEFAULT
+
+
+def library_or_default(root: str | os.PathLike | None) -> OccluderLibrary:
+    """The library under ``root``, or the project's own (loaded once per process) when None."""
+    return load_library(root) if root else default_library()

@@ -3,7 +3,7 @@ six anchor points ``mask_a`` .. ``mask_f`` as ``x, y``) and RGBA template pictur
 ``_left``/``_right`` variants for turned heads.
 
 A template is fitted to a face as MaskTheFace does: the homography from its six points to the
-face's six anchors (:func:`occgen.masks.six_points`; least squares over the six), a perspective
+face's six anchors (:func:`occgen.face_landmarks.six_points`; least squares over the six), a perspective
 warp of the RGBA picture, and alpha compositing with the colour scaled to the face's brightness.
 The variant is chosen by yaw: beyond 13° the ``_left`` template (nose towards the image's left)
 or ``_right`` one. Sections without a template picture (MaskTheFace's ``empty`` and ``inpaint``)
@@ -20,8 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from occgen.face_landmarks import YAW_TEMPLATE_SWITCH, FaceShape, six_points
 from occgen.library import OccgenError
-from occgen.masks import MASK_TYPES, YAW_TEMPLATE_SWITCH, FaceShape, six_points
+from occgen.mask_drawing import MASK_TYPES
 
 POINT_NAMES = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
 WORK_WIDTH = 192  # templates are shrunk once (area filter) to this width: crops are ~100 px wide

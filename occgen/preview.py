@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alob_common.images import decode_rgb
+from alob_common.atomic import write_bytes_atomic
+from alob_common.images import decode_rgb, encode
 from occgen.library import OccgenError
 from occgen.sheet import grid, label, outline
 
@@ -59,9 +60,6 @@ def preview(root: str | Path, out: str | Path | None = None, count: int = 48, co
     ``by_type`` (folder form): one row of ``cols`` samples per mask type or occluder category,
     instead of ``count`` samples drawn from all. ``category``: only that mask type (occluder category).
     """
-    from alob_common.atomic import write_bytes_atomic
-    from alob_common.images import encode
-
     root = Path(root)
     rng = np.random.default_rng(seed)
     if (root / "manifest.csv").exists() and (root / "images").is_dir():

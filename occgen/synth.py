@@ -37,6 +37,8 @@ import numpy as np
 from alob_common.geometry import crop_template
 from occgen.library import Occluder, OccluderLibrary, default_library
 
+FROM_TRAINING_SCALE_SET = "1:0.5:5"  # FROM's training recipe: a factor drawn per image from 1, 1.5, ..., 5
+
 
 @dataclass(frozen=True)
 class OcclusionConfig:
@@ -368,7 +370,7 @@ def occlude(
     from ``rng``, so the same generator state gives the same result. The default config is
     FROM's training recipe (``scale_set`` 1:0.5:5, alpha blending, random placement).
     """
-    cfg = config or OcclusionConfig(scale_set=parse_scale_set("1:0.5:5"))
+    cfg = config or OcclusionConfig(scale_set=parse_scale_set(FROM_TRAINING_SCALE_SET))
     library = (library or default_library()).subset(cfg.categories)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")

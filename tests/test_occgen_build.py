@@ -184,3 +184,74 @@ def test_cli_bad_input_one_line(tree, tmp_path, args, message):
     base = ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "x"), "--quiet", "--workers", "0"]
     result = CliRunner().invoke(main, base + args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_size_mode_and_format_defaults_are_python_data(tree, tmp_path):
+    from occgen.build_config import DEFAULT_FORMAT, DEFAULT_SIZE_MODE, default_occlusion
+
+    assert default_occlusion("lfw") == OcclusionConfig(ratio=0.52)
+    assert default_occlusion("folder") == OcclusionConfig(scale_set=parse_scale_set("1:0.5:5"))
+    assert default_occlusion("lfw", factor=3.0, blend="rect") == OcclusionConfig(factor=3.0, blend="rect")
+    runner = CliRunner()
+    help_text = " ".join(runner.invoke(main, ["build", "-h"]).output.split())
+    assert "[default: --ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder]" in help_text
+    assert "DESIGN.md" not in help_text and "[default: folder for lfw, shards for folder]" in help_text
+    DEFAULT_SIZE_MODE["folder"]["scale_set"], saved = "2:1:4", DEFAULT_SIZE_MODE["folder"]["scale_set"]
+    try:  # the CLI reads the defaults, it does not repeat them
+        result = runner.invoke(main, ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "o"),
+                                      "--workers", "0", "--quiet"])
+    finally:
+        DEFAULT_SIZE_MODE["folder"]["scale_set"] = saved
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "o" / "dataset.json").read_text())["settings"]
+    assert settings["occlusion"]["scale_set"] == [2.0, 3.0, 4.0] and settings["format"] == DEFAULT_FORMAT["folder"]
+
+
+def test_non_image_files_in_src_are_reported(tree, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tree, src)
+    (src / "notes.txt").write_text("not an image")
+    (src / "Bob_B" / "Bob_B_0001.json").write_text("{}")
+    (src / "Bob_B" / ".DS_Store").write_text("hidden files are not counted")
+    result = CliRunner().invoke(main, ["build", "--source", "folder", "--src", str(src), "--out", str(tmp_path / "o"),
+                                       "--factor", "2", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "non-image" in line]
+    assert warnings == [(f"warning: {src} holds 2 non-image file(s) (notes.txt, Bob_B/Bob_B_0001.json); "
+                         "only images are used")]
+    meta = json.loads((tmp_path / "o" / "dataset.json").read_text())
+    assert meta["inputs"] == {"images": 25, "other_files": 2, "other_examples": ["notes.txt", "Bob_B/Bob_B_0001.json"]}
+    result = CliRunner().invoke(main, ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "p"),
+                                       "--factor", "2", "--workers", "0", "--quiet"])
+    assert "non-image" not in result.output
+    assert json.loads((tmp_path / "p" / "dataset.json").read_text())["inputs"]["other_files"] == 0
+
+
+def test_aligned_folder_files_are_not_reported(tree, tmp_path):
+    from occgen.build_plan import scan_inputs
+
+    assert scan_inputs(tree).others == 0
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "manifest.csv").write_text("path\n")
+    (tmp_path / "a" / "dataset.json").write_text("{}")
+    (tmp_path / "a" / "x.txt").write_text("")
+    scan = scan_inputs(tmp_path / "a")
+    assert scan.others == 1 and scan.other_examples == ["x.txt"]
+
+
+def test_user_errors_are_one_line_in_every_command(tree, tmp_path):
+    bad_pairs = tmp_path / "pairs.txt"
+    bad_pairs.write_text("not a pair list at all\n")
+    (tmp_path / "empty").mkdir()
+    runs = {
+        "pairs": ["build", "--source", "lfw", "--src", str(tree), "--out", str(tmp_path / "o"), "--pairs",
+                  str(bad_pairs), "--workers", "0", "--quiet"],
+        "preview": ["preview", str(tmp_path / "empty")],
+        "assets": ["assets", "--occluders", str(tmp_path / "nowhere")],
+    }
+    for name, args in runs.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (name, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error: "), name

@@ -16,19 +16,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from alob_common.geometry import crop_template
 from occgen.build import BuildConfig, Job, build
 from occgen.cli import main
-from occgen.masks import (
-    MASK_TYPES,
-    MaskConfig,
-    crop_landmarks,
-    fit_face,
-    mask_face,
-    model_shape,
-    parse_mask_types,
-    six_points,
-    template_points,
-)
+from occgen.face_landmarks import crop_landmarks, fit_face, model_shape, six_points
+from occgen.masks import MASK_TYPES, MaskConfig, mask_face, parse_mask_types
 from occgen.masktheface import load_templates
 from occgen.rng import rng_for
 from occgen.synth import OcclusionConfig
@@ -72,7 +64,7 @@ def test_parse_mask_types():
 
 @pytest.mark.parametrize("kind", MASK_TYPES)
 def test_every_type_on_the_template(kind):
-    template = template_points(H, W)
+    template = crop_template(H, W)
     image = _face()
     for seed in range(8):
         out, mask, info = mask_face(image, rng_for(seed, "face"), MaskConfig(types=(kind,), landmarks="model"))
@@ -99,7 +91,7 @@ def test_soft_edges():
 
 
 def test_yaw_narrows_the_far_side():
-    template = template_points(H, W)
+    template = crop_template(H, W)
     turned = template.copy()
     turned[2, 0] += 7  # nose tip towards the image's right: head turned right
     frontal = model_shape(template, H, W, "manifest5")
@@ -130,22 +122,33 @@ def test_never_drop_falls_back_to_template():
     assert mask.any() and info["landmarks"] in ("dlib68", "template5")
 
 
-def test_crop_landmarks_maps_into_the_crop():
-    from alob_common.geometry import fit_similarity, transform_points
+def test_landmarks_dlib_without_dlib_is_a_user_error(monkeypatch):
+    from alob_common.errors import UserError
+    from occgen import face_landmarks
 
-    template = template_points(H, W)
+    monkeypatch.setattr(face_landmarks, "dlib_predictor", lambda: None)
+    with pytest.raises(UserError, match="dlib"):
+        fit_face(_face(), None, method="dlib")
+    assert fit_face(_face(), None, method="auto").source == "template5"
+
+
+def test_crop_landmarks_maps_into_the_crop():
+    from alob_common.geometry import transform_points
+
+    template = crop_template(H, W)
     matrix = np.array([[2.0, 0.3, 40.0], [-0.3, 2.0, 25.0]])
     src = transform_points(template + np.random.default_rng(0).normal(0, 0.5, (5, 2)), matrix)
     row = {f"l{a}{i + 1}": f"{src[i, j]:.3f}" for i in range(5) for j, a in enumerate("xy")}
     mapped = crop_landmarks(row, H, W)
     assert np.abs(mapped - template).max() < 2.0
+    assert np.abs(crop_landmarks(row, 112, 112) - crop_template(112, 112)).max() < 2.0  # a wider crop too
     assert crop_landmarks({"lx1": ""}, H, W) is None
-    assert fit_similarity is not None
+    assert crop_landmarks({**row, "ly3": "nan"}, H, W) is None
 
 
 def _aligned_folder(root: Path, n_ids: int = 3, per_id: int = 3, with_landmarks: bool = True) -> Path:
     rows = []
-    template = template_points(H, W)
+    template = crop_template(H, W)
     for i in range(n_ids):
         for j in range(per_id):
             rel = f"P{i}/P{i}_{j + 1:04d}.jpg"
@@ -285,7 +288,7 @@ def test_masktheface_shared_templates(masktheface_dir):
         assert tset.has(kind), kind
     assert {t.side for t in tset.templates.values()} == {"", "left", "right"}
     assert any("empty" in p for p in tset.problems)
-    template = template_points(H, W)
+    template = crop_template(H, W)
     image = _face()
     faces = {}
     for side, shift in (("", 0.0), ("left", -7.0), ("right", 7.0)):
@@ -334,7 +337,7 @@ def test_masks_on_real_faces(aligned_lfw, landmarks):
     manifest = pd.read_csv(aligned_lfw / "manifest.csv", dtype=str, keep_default_na=False)
     manifest = manifest[manifest.path != ""]
     assert len(manifest) >= 200
-    template = template_points(H, W)
+    template = crop_template(H, W)
     coverage: dict[str, list[float]] = {k: [] for k in MASK_TYPES}
     sources: dict[str, int] = {}
     failures = []
