@@ -3,7 +3,8 @@
 Public API::
 
     from alob_train import ALOB, build_backbone, VARIANTS, BACKBONES
-    from alob_train.engine import TrainConfig, train
+    from alob_train.config import TrainConfig, resolve_config   # settings, presets
+    from alob_train.engine import train
     from alob_train.checkpoint import load_model     # a trained model from a run folder
 """
 
