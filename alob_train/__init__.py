@@ -1,4 +1,4 @@
-"""ALOB model, training engine (``alob-train``) and evaluation (``alob-eval``).
+"""The ALOB model and its training (``alob-train``); evaluation is in :mod:`alob_eval`.
 
 Public API::
 

@@ -168,7 +168,8 @@ def resume_config(stored: TrainConfig, overrides: Mapping[str, Any], preset: str
         requested = {**{k: implied[k] for k in keep}, **requested}
     if requested.get("input_size", ()) is None:
         del requested["input_size"]  # "auto": the data's size, which the stored config holds
-    fixed = [k for k in requested if k not in RESUMABLE + _PLACES]
-    check_same_settings(stored.to_json(), replace(stored, **requested).to_json(), where=f"the run in {stored.out}",
-                        hint="--resume cannot change them: start a new run (another --out) instead", keys=fixed)
-    return replace(stored, **requested)
+    resumed = replace(stored, **requested)
+    check_same_settings(stored.to_json(), resumed.to_json(), where=f"the run in {resumed.out}",
+                        hint="--resume cannot change them: start a new run (another --out) instead",
+                        keys=[k for k in requested if k not in RESUMABLE + _PLACES])
+    return resumed

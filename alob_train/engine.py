@@ -67,6 +67,7 @@ def _steps(info: DataInfo, config: TrainConfig, world: int) -> tuple[int, int, i
 
 
 def _checkpoint_to_resume(config: TrainConfig, info: DataInfo) -> dict[str, Any]:
+    """``last.pt`` of the run, which must have been trained on the same classes."""
     path = Path(config.out) / "checkpoints" / "last.pt"
     if not path.is_file():
         raise DataError(f"nothing to resume: {path} not found")
@@ -172,6 +173,22 @@ def validate(s: Session, step: int, best: float | None, log: MetricsLog, bar: tq
     return (result["val_acc"] if improved else best), improved
 
 
+def _end_span(s: Session, step: int, best: float | None, log: MetricsLog | None, bar: tqdm) -> float | None:
+    """After an epoch or the session's last step: at an epoch's end validate (``--val``) and
+    write ``epoch_NNN.pt`` (and ``best.pt`` when it improved), always ``last.pt``; then wait for
+    the other processes. Returns the best validation accuracy."""
+    names = ["last.pt"]
+    if step % s.steps_per_epoch == 0:
+        names.append(f"epoch_{step // s.steps_per_epoch:03d}.pt")
+        if s.config.val and log is not None:
+            best, improved = validate(s, step, best, log, bar)
+            names += ["best.pt"] if improved else []
+    save(s, names, step, best)
+    if s.d.world > 1:
+        dist.barrier()
+    return best
+
+
 def _log_train(window: dict[str, float], s: Session, epoch: int, step: int, coeff: float, log: MetricsLog | None,
                bar: tqdm) -> dict[str, Any]:
     """Log the window's training row (metrics.csv, TensorBoard, progress bar); returns it."""
@@ -233,15 +250,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
             del batches
             if got == 0:
                 raise DataError(f"no training sample could be read from {config.data}")
-            names = ["last.pt"]
-            if step % s.steps_per_epoch == 0:
-                names.append(f"epoch_{step // s.steps_per_epoch:03d}.pt")
-                if config.val and s.d.main:
-                    best, improved = validate(s, step, best, log, bar)
-                    names += ["best.pt"] if improved else []
-            save(s, names, step, best)
-            if s.d.world > 1:
-                dist.barrier()
+            best = _end_span(s, step, best, log, bar)
     finally:
         bar.close()
         if log is not None:
