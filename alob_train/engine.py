@@ -17,9 +17,21 @@ from tqdm import tqdm
 
 from alob_common.atomic import write_json_atomic
 from alob_train import __version__
-from alob_train.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
+from alob_train.checkpoint import (
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+)
 from alob_train.config import TrainConfig
-from alob_train.data import DataError, DataInfo, SampleTransform, build_loader, build_transform, open_data
+from alob_train.data import (
+    DataError,
+    DataInfo,
+    SampleTransform,
+    build_loader,
+    build_transform,
+    open_data,
+)
 from alob_train.embed import validate_folder
 from alob_train.layers import dann_ramp
 from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_row

@@ -25,7 +25,8 @@ class MetricsLog:
             self.rows = old[old["step"] <= resume_step].to_dict("records")
         self.writer = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # slow to import: only when asked for
+            # tensorboard is slow to import: only when asked for
+            from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=resume_step)
 
