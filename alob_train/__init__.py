@@ -1,9 +1,10 @@
-"""ALOB model, training engine (``alob-train``) and evaluation (``alob-eval``).
+"""The ALOB model and its training (``alob-train``); evaluation is in :mod:`alob_eval`.
 
 Public API::
 
     from alob_train import ALOB, build_backbone, VARIANTS, BACKBONES
-    from alob_train.engine import TrainConfig, train
+    from alob_train.config import TrainConfig, resolve_config   # settings, presets
+    from alob_train.engine import train
     from alob_train.checkpoint import load_model     # a trained model from a run folder
 """
 

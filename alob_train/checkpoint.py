@@ -1,5 +1,6 @@
 """Checkpoints: plain dicts of tensors and numbers (``torch.load(..., weights_only=True)``),
-written atomically (temporary file in the same folder, then ``os.replace``)."""
+written atomically (temporary file in the same folder, then ``os.replace``); what a training
+checkpoint holds, and the model rebuilt from one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from alob_train import __version__
+from alob_train.config import TrainConfig
+from alob_train.model import ALOB
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -50,39 +55,64 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_model(run_or_file: str | Path, which: str = "last", map_location: str | torch.device = "cpu"):
+def training_state(model: ALOB, optimizers: dict, schedulers: dict, scaler: torch.amp.GradScaler | None, *,
+                   epoch: int, step: int, step_in_epoch: int, classes: list[str], config: TrainConfig,
+                   best_val_acc: float | None) -> dict[str, Any]:
+    """Everything a run needs to continue exactly where it stopped: weights, optimiser, schedule
+    and scaler states, the position (epoch, global step, step within the epoch), the class names,
+    the settings, torch's random states and the best validation accuracy so far."""
+    return {
+        "model": model.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "epoch": epoch, "step": step, "step_in_epoch": step_in_epoch,
+        "classes": list(classes), "config": config.to_json(), "rng": rng_state(),
+        "best_val_acc": best_val_acc, "version": __version__,
+    }
+
+
+def restore_training_state(state: dict[str, Any], model: ALOB, optimizers: dict, schedulers: dict,
+                           scaler: torch.amp.GradScaler | None) -> tuple[int, float | None]:
+    """Load what :func:`training_state` saved into freshly built parts and restore the random
+    states; returns ``(step, best_val_acc)``."""
+    model.load_state_dict(state["model"])
+    for k, o in optimizers.items():
+        o.load_state_dict(state["optimizers"][k])
+    for k, s in schedulers.items():
+        s.load_state_dict(state["schedulers"][k])
+    if scaler is not None and state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return int(state["step"]), state["best_val_acc"]
+
+
+def load_model(run_or_file: str | Path, which: str = "last",
+               map_location: str | torch.device = "cpu") -> tuple[ALOB, dict[str, Any]]:
     """Rebuild a trained :class:`~alob_train.model.ALOB` in eval mode from a run folder
     (``checkpoints/<which>.pt``: ``last``, ``best`` or ``epoch_NNN``) or a checkpoint file.
 
     Returns ``(model, config)``, ``config`` being the run's settings (backbone, variant,
     input_size ...), so that an evaluation feeds images of the size the model was trained on.
     """
-    from alob_train.model import ALOB
-
     path = Path(run_or_file)
     if path.is_dir():
         path = path / "checkpoints" / f"{which}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = load_checkpoint(path, map_location)
-    cfg = state["config"]
-    model = ALOB(len(state["classes"]), cfg["backbone"], cfg["variant"], tuple(cfg["input_size"]), cfg["dim"],
-                 cfg["dropout"], cfg["classifier"], cfg["detach_fpp"], cfg["grl_coeff"], cfg["scale"], cfg["margin"])
+    model = ALOB.from_config(TrainConfig.from_json(state["config"]), len(state["classes"]))
     model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    return model.eval(), state["config"]
 
 
 def save_untrained(run: str | Path, backbone: str = "resnet18", variant: str = "alob",
                    input_size: tuple[int, int] = (112, 96), classes: int = 10, seed: int = 0) -> Path:
     """Save a randomly initialised model as ``run/checkpoints/last.pt``, loadable by
     :func:`load_model` like a trained run (for tests and timing benchmarks); returns ``run``."""
-    from alob_train.engine import TrainConfig
-    from alob_train.model import ALOB
-
     config = TrainConfig(data="", out=str(run), backbone=backbone, variant=variant, input_size=tuple(input_size))
     torch.manual_seed(seed)
-    model = ALOB(classes, backbone, variant, tuple(input_size), config.dim, config.dropout, config.classifier,
-                 config.detach_fpp, config.grl_coeff, config.scale, config.margin)
+    model = ALOB.from_config(config, classes)
     state = {"model": model.state_dict(), "classes": [f"class{k}" for k in range(classes)],
              "config": config.to_json(), "epoch": 0, "step": 0}
     save_checkpoint(state, Path(run) / "checkpoints" / "last.pt")

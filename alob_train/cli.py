@@ -5,28 +5,31 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from alob_common.errors import UserError
 from alob_common.geometry import CROP_SIZES
+from alob_train import engine
 from alob_train.backbones import BACKBONES
+from alob_train.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    TrainConfig,
+    config_defaults,
+    default_out,
+    resolve_config,
+    resume_config,
+)
 from alob_train.model import VARIANTS
 from alob_train.preprocess import parse_input_size
 
-# The paper's training configuration (§4.2): 21 epochs, batch 128, lr ÷10 at epoch 10, initial lr
-# 0.01 for ResNet18 (and its face-style siblings) and 0.001 for LightCNN-9. "paper-exact" uses it
-# on both optimisers. "paper" (the default) differs in one value: Adam (the Identifier side) starts
-# at 0.001 for the ResNets too, because Adam at 0.01 barely learned in our measurement
-# (docs/BENCHMARKS.md, "alob-train": 7 % vs 27 % training accuracy over steps 121-150 on 62 LFW
-# identities).
-_LR = {"resnet18": 0.01, "iresnet18": 0.01, "iresnet50": 0.01, "lightcnn9": 0.001}
-_SCHEDULE = {"epochs": 21, "batch_size": 128, "milestones": (10,), "gamma": 0.1, "warmup_epochs": 0.0}
-PRESETS = {
-    "paper": {**_SCHEDULE, "lr": _LR, "lr_identifier": {k: min(v, 0.001) for k, v in _LR.items()}},
-    "paper-exact": {**_SCHEDULE, "lr": _LR, "lr_identifier": _LR},
-}
+_DEFAULTS = config_defaults()  # the click defaults shown in --help are TrainConfig's
+_PRESET = PRESETS[DEFAULT_PRESET]
+_SETTINGS = {f.name for f in fields(TrainConfig)}
 
 
 def _ints(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -57,6 +60,24 @@ def _size(ctx, param, value: str) -> tuple[int, int] | None:
         raise click.BadParameter(str(err)) from None
 
 
+def _resumed(out: str, overrides: dict, preset: str | None) -> TrainConfig:
+    """The stored config of the run in ``out`` with the rerun's settings; refuses changed ones."""
+    run_json = Path(out) / "run.json"
+    if not run_json.is_file():
+        raise click.ClickException(f"nothing to resume: {run_json} not found")
+    stored = TrainConfig.from_json(json.loads(run_json.read_text())["config"])
+    return resume_config(stored, overrides, preset)
+
+
+def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
+    """The config of a new run in ``out``, which must not hold one already."""
+    if "data" not in overrides:
+        raise click.ClickException("--data is required (a shard or identity-folder dataset)")
+    if (Path(out) / "checkpoints" / "last.pt").exists():
+        raise click.ClickException(f"{out} already holds a run: add --resume to continue it or choose another --out")
+    return resolve_config(preset, {**overrides, "out": out})
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data", type=click.Path(path_type=str),
               help="Training data: an occgen output with shards/<split>-NNNNNN.tar and classes.csv, an occgen "
@@ -64,69 +85,72 @@ def _size(ctx, param, value: str) -> tuple[int, int] | None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Run folder for run.json, checkpoints/, metrics.csv and tensorboard/ [default: runs/<backbone>-<variant>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt, exactly where it stopped.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="paper", show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET, show_default=True,
               help="Defaults for epochs, batch size, learning rates and schedule (21 epochs, batch 128, ÷10 after "
                    "epoch 10); 'paper' starts Adam at 0.001 where 'paper-exact' uses the paper's 0.01 for the "
                    "ResNets (see docs/BENCHMARKS.md). Options given explicitly win.")
-@click.option("--backbone", type=click.Choice(list(BACKBONES)), default="resnet18", show_default=True,
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), default=_DEFAULTS["backbone"], show_default=True,
               help="resnet18 (He et al., the paper's), iresnet18/iresnet50 (face-style IR nets, ~4× compute), lightcnn9.")
-@click.option("--variant", type=click.Choice(list(VARIANTS)), default="alob", show_default=True,
+@click.option("--variant", type=click.Choice(list(VARIANTS)), default=_DEFAULTS["variant"], show_default=True,
               help="alob; ablations alob-g (no GRL), alob-f (f - f^m instead of FPP), sum, concat; baseline (one backbone).")
 @click.option("--input-size", default="auto", show_default=True, callback=_size,
               help=f"Model input H×W ({', '.join(CROP_SIZES)}, or any HxW); auto = the data's image size. "
                    "112x112 images fed to a 112x96 model are cut to columns 8..104, other sizes resized.")
-@click.option("--epochs", type=click.IntRange(1, None), help="Epochs [preset: 21].")
+@click.option("--epochs", type=click.IntRange(1, None), help=f"Epochs [preset: {_PRESET['epochs']}].")
 @click.option("--max-steps", type=click.IntRange(1, None), help="Stop after this many optimiser steps in all (short runs).")
-@click.option("--batch-size", type=click.IntRange(1, None), help="Images per step and process [preset: 128].")
+@click.option("--batch-size", type=click.IntRange(1, None), help=f"Images per step and process [preset: {_PRESET['batch_size']}].")
 @click.option("--lr", type=click.FloatRange(0, min_open=True),
               help="Initial learning rate of both optimisers [preset paper: SGD 0.01 ResNets / 0.001 LightCNN-9, "
                    "Adam 0.001; paper-exact: both 0.01 ResNets / 0.001 LightCNN-9].")
 @click.option("--lr-trimmer", type=click.FloatRange(0, min_open=True), help="Trimmer-side (SGD) learning rate [default: --lr].")
 @click.option("--lr-identifier", type=click.FloatRange(0, min_open=True), help="Identifier-side (Adam) learning rate [default: --lr].")
-@click.option("--milestones", callback=_ints, help="Epochs after which the learning rates are multiplied by --gamma [preset: 10].")
-@click.option("--gamma", type=click.FloatRange(0, 1), help="Learning-rate factor at each milestone [preset: 0.1].")
-@click.option("--warmup-epochs", type=click.FloatRange(0, None), help="Linear learning-rate warm-up, in epochs (fractions allowed) [preset: 0].")
-@click.option("--weight-decay", type=click.FloatRange(0, None), default=5e-4, show_default=True, help="SGD (Trimmer side) weight decay.")
-@click.option("--identifier-weight-decay", type=click.FloatRange(0, None), default=0.0, show_default=True,
+@click.option("--milestones", callback=_ints,
+              help="Epochs after which the learning rates are multiplied by --gamma "
+                   f"[preset: {','.join(map(str, _PRESET['milestones']))}].")
+@click.option("--gamma", type=click.FloatRange(0, 1), help=f"Learning-rate factor at each milestone [preset: {_PRESET['gamma']}].")
+@click.option("--warmup-epochs", type=click.FloatRange(0, None),
+              help=f"Linear learning-rate warm-up, in epochs (fractions allowed) [preset: {_PRESET['warmup_epochs']:g}].")
+@click.option("--weight-decay", type=click.FloatRange(0, None), default=_DEFAULTS["weight_decay"], show_default=True, help="SGD (Trimmer side) weight decay.")
+@click.option("--identifier-weight-decay", type=click.FloatRange(0, None), default=_DEFAULTS["identifier_weight_decay"], show_default=True,
               help="Adam (Identifier side) L2 weight decay; the paper gives none.")
-@click.option("--lambda", "trimmer_weight", type=click.FloatRange(0, None), default=1.0, show_default=True,
+@click.option("--lambda", "trimmer_weight", type=click.FloatRange(0, None), default=_DEFAULTS["trimmer_weight"], show_default=True,
               help="λ in L = L_f + λ·L_m.")
-@click.option("--grl-coeff", type=click.FloatRange(0, None), default=1.0, show_default=True, help="C of the gradient reversal layer.")
-@click.option("--grl-schedule", type=click.Choice(["constant", "dann"]), default="constant", show_default=True,
+@click.option("--grl-coeff", type=click.FloatRange(0, None), default=_DEFAULTS["grl_coeff"], show_default=True, help="C of the gradient reversal layer.")
+@click.option("--grl-schedule", type=click.Choice(["constant", "dann"]), default=_DEFAULTS["grl_schedule"], show_default=True,
               help="constant C, or DANN's ramp C·(2/(1+exp(-10p))-1) over training progress p.")
-@click.option("--classifier", type=click.Choice(["shared", "separate"]), default="shared", show_default=True,
+@click.option("--classifier", type=click.Choice(["shared", "separate"]), default=_DEFAULTS["classifier"], show_default=True,
               help="One CosFace weight for f^m and the purified f (the paper's text), or one each (concat always has two).")
 @click.option("--detach-fpp", is_flag=True, help="Stop L_f's gradient into the Trimmer through the projection.")
-@click.option("--scale", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True, help="CosFace s.")
-@click.option("--margin", type=click.FloatRange(0, None), default=0.4, show_default=True, help="CosFace m.")
-@click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Dropout in the embedding head.")
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Random horizontal flip and colour jitter.")
-@click.option("--jitter", default="0.2,0.2,0.2,0.05", show_default=True, callback=_jitter,
+@click.option("--scale", type=click.FloatRange(0, min_open=True), default=_DEFAULTS["scale"], show_default=True, help="CosFace s.")
+@click.option("--margin", type=click.FloatRange(0, None), default=_DEFAULTS["margin"], show_default=True, help="CosFace m.")
+@click.option("--dropout", type=click.FloatRange(0, 1), default=_DEFAULTS["dropout"], show_default=True, help="Dropout in the embedding head.")
+@click.option("--augment/--no-augment", default=_DEFAULTS["augment"], show_default=True, help="Random horizontal flip and colour jitter.")
+@click.option("--jitter", default=",".join(map(str, _DEFAULTS["jitter"])), show_default=True, callback=_jitter,
               help="Colour jitter brightness,contrast,saturation,hue.")
-@click.option("--occlude", is_flag=True, help="Occlude clean images on the fly with occgen.occlude (needs occgen).")
-@click.option("--clean-ratio", default="1:2", show_default=True, help="With --occlude: clean:occluded proportion.")
-@click.option("--scale-set", default="1:0.5:5", show_default=True, help="With --occlude: occluder factors start:step:stop.")
-@click.option("--split", default="train", show_default=True, help="Shard name prefix to read (shards/<split>-*.tar).")
-@click.option("--shuffle-buffer", type=click.IntRange(1, None), default=1000, show_default=True,
+@click.option("--occlude", is_flag=True, help="Occlude clean images on the fly with occgen.occlude.")
+@click.option("--clean-ratio", default=_DEFAULTS["clean_ratio"], show_default=True, help="With --occlude: clean:occluded proportion.")
+@click.option("--scale-set", default=_DEFAULTS["scale_set"], show_default=True, help="With --occlude: occluder factors start:step:stop (or a list 1,2,3).")
+@click.option("--split", default=_DEFAULTS["split"], show_default=True, help="Shard name prefix to read (shards/<split>-*.tar).")
+@click.option("--shuffle-buffer", type=click.IntRange(1, None), default=_DEFAULTS["shuffle_buffer"], show_default=True,
               help="Samples in each shard reader's shuffle buffer.")
 @click.option("--workers", type=click.IntRange(0, None), default=None,
               help="DataLoader worker processes per training process [default: min(8, CPU cores)]; 0 = in process.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights, data order and augmentation.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (under torchrun each rank its LOCAL_RANK GPU).")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+@click.option("--seed", type=int, default=_DEFAULTS["seed"], show_default=True, help="Seed of weights, data order and augmentation.")
+@click.option("--device", default=_DEFAULTS["device"], show_default=True, help="auto, cpu or cuda (under torchrun each rank its LOCAL_RANK GPU).")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default=_DEFAULTS["amp"], show_default=True,
               help="Mixed precision: auto = bf16 on a GPU that has it, off on CPU; fp16 uses a gradient scaler.")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory format (faster on CPU and GPU).")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (slow first step; pays on GPU).")
+@click.option("--channels-last/--no-channels-last", default=_DEFAULTS["channels_last"], show_default=True, help="NHWC memory format (faster on CPU and GPU).")
+@click.option("--compile", is_flag=True, help="torch.compile the model (slow first step; pays on GPU).")
 @click.option("--threads", type=click.IntRange(1, None), help="Torch CPU threads [default: torch's choice].")
 @click.option("--val", type=click.Path(file_okay=False, path_type=str),
               help="Folder dataset with pairs.csv: verification accuracy after every epoch; best.pt keeps the best.")
-@click.option("--val-batch-size", type=click.IntRange(1, None), default=64, show_default=True)
-@click.option("--log-every", type=click.IntRange(1, None), default=20, show_default=True,
+@click.option("--val-batch-size", type=click.IntRange(1, None), default=_DEFAULTS["val_batch_size"], show_default=True)
+@click.option("--log-every", type=click.IntRange(1, None), default=_DEFAULTS["log_every"], show_default=True,
               help="Steps per metrics.csv/TensorBoard row.")
-@click.option("--save-every", type=click.IntRange(0, None), default=0, show_default=True,
+@click.option("--save-every", type=click.IntRange(0, None), default=_DEFAULTS["save_every"], show_default=True,
               help="Also write last.pt every N steps (0: at epoch ends and when the run stops).")
-@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Write TensorBoard logs to RUN/tensorboard.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--tensorboard/--no-tensorboard", default=_DEFAULTS["tensorboard"], show_default=True, help="Write TensorBoard logs to RUN/tensorboard.")
+@click.option("--quiet", "progress", flag_value=False, default=_DEFAULTS["progress"], help="No progress bar.")
 @click.pass_context
 def main(ctx: click.Context, **opts) -> None:
     """Train ALOB: an Identifier and a Trimmer backbone, the Trimmer's embedding through a gradient
@@ -141,60 +165,19 @@ def main(ctx: click.Context, **opts) -> None:
 
     Example: alob-train --data occ-casia/ --out runs/alob-r18
     """
-    from alob_train.engine import RESUMABLE, TrainConfig, TrainingDiverged, train
-
-    given = {k for k in opts if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    out = opts["out"] or f"runs/{opts['backbone']}-{opts['variant']}"
-    if opts["resume"]:
-        run_json = Path(out) / "run.json"
-        if not run_json.is_file():
-            raise click.ClickException(f"nothing to resume: {run_json} not found")
-        config = TrainConfig.from_json(json.loads(run_json.read_text())["config"])
-        changed = sorted(k for k in given - {"resume", "out", "data", "quiet", "compile_"} if k not in RESUMABLE)
-        if changed:
-            raise click.ClickException(f"cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
-                                       "when resuming; start a new run instead")
-        for key in given & set(RESUMABLE):
-            setattr(config, key, opts[key])
-        if "quiet" in given:
-            config.progress = not opts["quiet"]
-        if "compile_" in given:
-            config.compile = opts["compile_"]
-        if opts["data"]:
-            config.data = opts["data"]
-    else:
-        if not opts["data"]:
-            raise click.ClickException("--data is required (a shard or identity-folder dataset)")
-        if (Path(out) / "checkpoints" / "last.pt").exists():
-            raise click.ClickException(f"{out} already holds a run: add --resume to continue it or choose another --out")
-        preset = PRESETS[opts["preset"]]
-        lr = opts["lr"] or preset["lr"][opts["backbone"]]
-        config = TrainConfig(
-            data=opts["data"], out=out, backbone=opts["backbone"], variant=opts["variant"],
-            input_size=opts["input_size"], epochs=opts["epochs"] or preset["epochs"], max_steps=opts["max_steps"],
-            batch_size=opts["batch_size"] or preset["batch_size"],
-            lr_trimmer=opts["lr_trimmer"] or lr,
-            lr_identifier=opts["lr_identifier"] or opts["lr"] or preset["lr_identifier"][opts["backbone"]],
-            weight_decay=opts["weight_decay"], identifier_weight_decay=opts["identifier_weight_decay"],
-            milestones=opts["milestones"] if opts["milestones"] is not None else preset["milestones"],
-            gamma=opts["gamma"] if opts["gamma"] is not None else preset["gamma"],
-            warmup_epochs=opts["warmup_epochs"] if opts["warmup_epochs"] is not None else preset["warmup_epochs"],
-            trimmer_weight=opts["trimmer_weight"], grl_coeff=opts["grl_coeff"], grl_schedule=opts["grl_schedule"],
-            classifier=opts["classifier"], detach_fpp=opts["detach_fpp"], scale=opts["scale"], margin=opts["margin"],
-            dropout=opts["dropout"], augment=opts["augment"], jitter=opts["jitter"], occlude=opts["occlude"],
-            clean_ratio=opts["clean_ratio"], scale_set=opts["scale_set"], split=opts["split"],
-            shuffle_buffer=opts["shuffle_buffer"], seed=opts["seed"], device=opts["device"], amp=opts["amp"],
-            channels_last=opts["channels_last"], compile=opts["compile_"], threads=opts["threads"],
-            val=opts["val"], val_batch_size=opts["val_batch_size"], log_every=opts["log_every"],
-            save_every=opts["save_every"], tensorboard=opts["tensorboard"], progress=not opts["quiet"],
-        )
-        config.workers = opts["workers"] if opts["workers"] is not None else min(8, os.cpu_count() or 1)
+    given = {k: v for k, v in opts.items() if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+    overrides = {k: v for k, v in given.items() if k in _SETTINGS or k == "lr"}
+    out = opts["out"] or default_out(opts["backbone"], opts["variant"])
     try:
-        summary = train(config, resume=opts["resume"], command=sys.argv)
-    except (UserError, TrainingDiverged, ValueError) as err:
+        if opts["resume"]:
+            config = _resumed(out, {**overrides, "out": out}, given.get("preset"))
+        else:
+            config = _new_run(out, opts["preset"], overrides)
+        summary = engine.train(config, resume=opts["resume"], command=sys.argv)
+    except (UserError, engine.TrainingDiverged, ValueError) as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: {config.out}/checkpoints/last.pt holds the last completed epoch or save; "
+        click.echo(f"\ninterrupted: {out}/checkpoints/last.pt holds the last completed epoch or save; "
                    "continue with --resume", err=True)
         sys.exit(130)
     if int(os.environ.get("RANK", "0")) != 0:

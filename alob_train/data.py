@@ -1,6 +1,6 @@
 """Training data: WebDataset shards or identity folders -> (normalised image, label) batches.
 
-Two inputs are read (formats in DESIGN.md):
+Two inputs are read (the layouts occgen writes; README.md, "occgen" and "alob-train"):
 
 - shards: ``DIR/shards/<split>-%06d.tar`` (``<key>.jpg|png``, ``<key>.json`` with ``label``) and
   ``DIR/classes.csv`` (``label, identity, count``); streamed with ``webdataset``.
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 import webdataset as wds
 from torch.utils.data import (
+    DataLoader,
     Dataset,
     DistributedSampler,
     IterableDataset,
@@ -37,7 +38,10 @@ from torchvision.transforms import v2
 
 from alob_common.errors import UserError
 from alob_common.images import is_image_name, read_rgb
+from alob_train.config import TrainConfig
 from alob_train.preprocess import normalize
+from occgen import OcclusionConfig, occlude
+from occgen.synth import parse_clean_ratio, parse_scale_set
 
 
 class DataError(UserError):
@@ -45,39 +49,26 @@ class DataError(UserError):
 
 
 @dataclass(frozen=True)
-class Occlusion:
-    """On-the-fly occlusion through ``occgen.occlude``: a sample stays clean with probability
-    ``clean / (clean + occluded)``, else gets one occluder at a factor occgen draws from ``scales``
-    (FROM's training recipe: 1:2 and 1:0.5:5)."""
+class OnTheFlyOcclusion:
+    """``--occlude``: each training sample stays clean with probability ``clean_fraction``, else
+    gets one occluder by ``occgen.occlude`` at a factor occgen draws from ``scales`` (FROM's
+    training recipe: clean:occluded 1:2, factors 1:0.5:5)."""
 
-    clean: int = 1
-    occluded: int = 2
-    scales: tuple[float, ...] = tuple(np.arange(1.0, 5.01, 0.5).tolist())
+    clean_fraction: float = 1 / 3
+    scales: tuple[float, ...] = parse_scale_set("1:0.5:5")
 
     @staticmethod
-    def parse(clean_ratio: str, scale_set: str) -> "Occlusion":
-        """From ``"1:2"`` (clean:occluded) and ``"1:0.5:5"`` (start:step:stop, inclusive)."""
+    def parse(clean_ratio: str, scale_set: str) -> "OnTheFlyOcclusion":
+        """From ``--clean-ratio`` (``"1:2"``, clean:occluded) and ``--scale-set`` (``"1:0.5:5"``,
+        start:step:stop inclusive, or ``"1,2,3"``), read by occgen's own parsers."""
         try:
-            clean, occluded = (int(v) for v in clean_ratio.split(":"))
-            start, step, stop = (float(v) for v in scale_set.split(":"))
-        except ValueError:
-            raise DataError(f"bad occlusion setting: clean ratio {clean_ratio!r} (like 1:2), "
-                            f"scale set {scale_set!r} (like 1:0.5:5)") from None
-        if clean < 0 or occluded < 0 or clean + occluded == 0 or step <= 0 or stop < start or start <= 0:
-            raise DataError(f"bad occlusion setting: clean ratio {clean_ratio!r}, scale set {scale_set!r}")
-        scales = tuple(float(v) for v in np.arange(start, stop + step / 2, step).round(6))
-        return Occlusion(clean, occluded, scales)
-
-
-def _occlude(image: np.ndarray, rng: np.random.Generator, scales: tuple[float, ...]) -> np.ndarray:
-    """One occluder at a factor drawn from ``scales``, by ``occgen.occlude`` (imported here, so
-    that training without occlusion needs no occgen)."""
-    try:
-        from occgen import OcclusionConfig, occlude
-    except ImportError as err:
-        raise DataError(f"on-the-fly occlusion needs the occgen package ({err})") from None
-    occluded, _mask, _info = occlude(image, rng, config=OcclusionConfig(scale_set=scales))
-    return occluded
+            clean_fraction = parse_clean_ratio(clean_ratio)
+            scales = parse_scale_set(scale_set)
+        except ValueError as err:
+            raise DataError(f"bad occlusion setting: {err}") from None
+        if not scales or min(scales) <= 0:
+            raise DataError(f"bad occlusion setting: the factors of scale set {scale_set!r} must be positive")
+        return OnTheFlyOcclusion(clean_fraction, scales)
 
 
 class SampleTransform:
@@ -89,7 +80,7 @@ class SampleTransform:
         input_size: tuple[int, int],
         augment: bool = True,
         jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05),
-        occlusion: Occlusion | None = None,
+        occlusion: OnTheFlyOcclusion | None = None,
     ) -> None:
         self.input_size = tuple(input_size)
         self.occlusion = occlusion
@@ -107,8 +98,8 @@ class SampleTransform:
     def __call__(self, image: np.ndarray, seed: tuple[int, ...]) -> torch.Tensor:
         rng = np.random.default_rng(seed)
         occ = self.occlusion
-        if occ is not None and rng.random() >= occ.clean / (occ.clean + occ.occluded):
-            image = _occlude(image, rng, occ.scales)
+        if occ is not None and rng.random() >= occ.clean_fraction:
+            image = occlude(image, rng, config=OcclusionConfig(scale_set=occ.scales))[0]
         if not (image.flags.writeable and image.flags.c_contiguous):
             image = np.array(image)
         img = self._fit(torch.from_numpy(image).permute(2, 0, 1))
@@ -305,3 +296,30 @@ def worker_init(worker_id: int) -> None:
     """DataLoader worker set-up: one thread per worker (the main process owns the cores)."""
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def build_transform(config: TrainConfig) -> SampleTransform:
+    """The training transform a run's settings describe (``config.input_size`` resolved)."""
+    occlusion = OnTheFlyOcclusion.parse(config.clean_ratio, config.scale_set) if config.occlude else None
+    return SampleTransform(tuple(config.input_size), config.augment, tuple(config.jitter), occlusion)
+
+
+def build_loader(info: DataInfo, config: TrainConfig, transform: SampleTransform, epoch: int, skip_batches: int,
+                 rank: int = 0, world: int = 1, pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of one epoch for one process of ``world``, starting ``skip_batches`` in (resume)."""
+    common = dict(batch_size=config.batch_size, num_workers=config.workers, pin_memory=pin,
+                  worker_init_fn=worker_init, drop_last=True,
+                  generator=torch.Generator().manual_seed(config.seed + epoch))
+    if info.kind == "folder":
+        dataset = FolderDataset(info, transform, config.seed)
+        dataset.epoch = epoch
+        sampler = ResumableSampler(dataset, world, rank, config.seed)
+        sampler.set_epoch(epoch)
+        sampler.skip = skip_batches * config.batch_size
+        return iter(DataLoader(dataset, sampler=sampler, **common))
+    stream = ShardStream(info, transform, config.seed, rank, world, config.shuffle_buffer)
+    stream.epoch = epoch
+    batches = iter(DataLoader(stream, **common))
+    for _ in range(skip_batches):  # a stream cannot seek: read through what was already trained on
+        next(batches)
+    return batches

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alob_train.backbones import build_backbone
+from alob_train.config import TrainConfig
 from alob_train.layers import CosFace, GradientReversal, project_out
 
 VARIANTS = ("alob", "alob-g", "alob-f", "sum", "concat", "baseline")
@@ -63,6 +64,15 @@ class ALOB(nn.Module):
         self.classifier = CosFace(self.embedding_dim, num_classes, s, m)
         separate = self.trimmer is not None and (classifier == "separate" or variant == "concat")
         self.trimmer_classifier = CosFace(dim, num_classes, s, m) if separate else None
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, num_classes: int) -> "ALOB":
+        """The model a run's settings describe (``config.input_size`` resolved) over ``num_classes``."""
+        if config.input_size is None:
+            raise ValueError("the config's input_size must be set (the engine sets it from the data)")
+        return cls(num_classes, config.backbone, config.variant, tuple(config.input_size), config.dim,
+                   config.dropout, config.classifier, config.detach_fpp, config.grl_coeff, config.scale,
+                   config.margin)
 
     def set_grl_coeff(self, coeff: float) -> None:
         """Set the GRL's C (the engine calls this every step when a ramp is used)."""

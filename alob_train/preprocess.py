@@ -1,7 +1,7 @@
 """Constants shared by training and evaluation: pixel normalisation and input sizes.
 
-Pixels are mapped from [0, 255] to [-1, 1] as ``(x / 255 - 0.5) / 0.5`` for training and testing
-(METHOD.md §1); every model input in the project goes through :func:`normalize`.
+Pixels are mapped from [0, 255] to [-1, 1] as ``(x / 255 - 0.5) / 0.5``, the same for training and
+testing as in the paper; every model input in the project goes through :func:`normalize`.
 """
 
 from __future__ import annotations

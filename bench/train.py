@@ -21,8 +21,9 @@ from contextlib import nullcontext
 
 import torch
 
-from alob_train.engine import TrainConfig, build_optimizers
+from alob_train.config import TrainConfig
 from alob_train.model import ALOB
+from alob_train.optim import build_optimizers
 
 
 def make(backbone: str, variant: str, args) -> tuple[ALOB, dict, torch.Tensor, torch.Tensor]:

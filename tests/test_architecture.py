@@ -47,10 +47,11 @@ def test_packages_import_only_earlier_layers():
     assert not wrong, "imports against the layer order: " + "; ".join(wrong)
 
 
-@pytest.mark.xfail(reason="alob_train.engine <-> checkpoint until TrainConfig has its own module", strict=True)
-def test_no_import_cycles_between_modules():
+# The layering keeps packages apart, so a cycle can only run inside one package: each is checked alone.
+@pytest.mark.parametrize("package", LAYERS)
+def test_no_import_cycles_between_modules(package):
     graph = {name: {t for t in _imports(path) if t != name and not (name.endswith(".__init__") or "." not in name)}
-             for name, path in _modules().items() if "." in name}
+             for name, path in _modules().items() if "." in name and name.split(".")[0] == package}
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> list[str] | None:
@@ -77,6 +78,7 @@ def test_no_import_cycles_between_modules():
     (r"^def (dlib_model_path|dlib_model_file)\b", "alob_common/dlib_models.py"),
     (r"^(TEMPLATE_112x96|CROP_SIZES|SIZES|INPUT_SIZES)\s*=", "alob_common/geometry.py"),
     (r"^Embedder\s*=", "alob_common/verification.py"),
+    (r"^def (parse_scale_set|parse_clean_ratio)\b", "occgen/synth.py"),
 ])
 def test_shared_helpers_are_defined_once(pattern, home):
     places = [path.relative_to(ROOT).as_posix() for path in _modules().values()

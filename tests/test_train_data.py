@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from collections import Counter
 
 import numpy as np
@@ -15,12 +13,13 @@ from train_fixtures import class_image, write_folders, write_pairs, write_shards
 from alob_train.data import (
     DataError,
     FolderDataset,
-    Occlusion,
+    OnTheFlyOcclusion,
     ResumableSampler,
     SampleTransform,
     ShardStream,
     open_data,
 )
+from occgen import occlude
 
 
 def test_open_shards_reads_classes_and_counts(tmp_path):
@@ -125,48 +124,36 @@ def test_folder_dataset_samples_change_with_epoch_only(tmp_path):
     assert not torch.equal(first, ds[1][0])
 
 
-def test_occlusion_settings_parse():
-    occ = Occlusion.parse("1:2", "1:0.5:5")
+def test_occlusion_settings_parse_with_occgens_parsers():
+    occ = OnTheFlyOcclusion.parse("1:2", "1:0.5:5")
     assert occ.scales == (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
-    assert (occ.clean, occ.occluded) == (1, 2)
-    with pytest.raises(DataError):
-        Occlusion.parse("1-2", "1:0.5:5")
+    assert occ.clean_fraction == pytest.approx(1 / 3)
+    assert occ == OnTheFlyOcclusion()  # the defaults are FROM's recipe
+    assert OnTheFlyOcclusion.parse("1:0", "2,3") == OnTheFlyOcclusion(clean_fraction=1.0, scales=(2.0, 3.0))
+    for ratio, scales in [("1-2", "1:0.5:5"), ("1:2", "5:0.5:1"), ("0:0", "1:0.5:5"), ("1:2", "0:1:3")]:
+        with pytest.raises(DataError, match="bad occlusion setting"):
+            OnTheFlyOcclusion.parse(ratio, scales)
 
 
 def test_on_the_fly_occlusion_calls_occgen(monkeypatch):
-    """occgen is built in parallel (issue 3) and is not on this branch. When it is absent, a
-    stand-in with its API (``occlude(image, rng, library=None, config=OcclusionConfig(scale_set=...))
-    -> (image, mask, info)``) checks the wiring; when occgen is installed, the real one runs."""
+    """occgen.occlude occludes a sample unless the sample's generator first draws below the clean
+    fraction (1/3 for 1:2), with the scale set as its factors; the outcome is seeded per sample."""
     calls = []
-    try:
-        import occgen  # noqa: F401
-        real = True
-    except ImportError:
-        real = False
 
-        class OcclusionConfig:
-            def __init__(self, scale_set):
-                self.scale_set = scale_set
+    def spy(image, rng, library=None, config=None):
+        out = occlude(image, rng, library, config)
+        calls.append((config.scale_set, out[2]["scale"]))
+        return out
 
-        def occlude(image, rng, library=None, config=None):
-            factor = float(config.scale_set[int(rng.integers(len(config.scale_set)))])
-            calls.append(factor)
-            out = image.copy()
-            out[: image.shape[0] // 2] = 0
-            return out, np.zeros(image.shape[:2], np.uint8), {"scale": factor}
-
-        monkeypatch.setitem(sys.modules, "occgen", types.SimpleNamespace(occlude=occlude, OcclusionConfig=OcclusionConfig))
-    t = SampleTransform((40, 32), augment=False, occlusion=Occlusion.parse("1:2", "1:0.5:5"))
+    monkeypatch.setattr("alob_train.data.occlude", spy)
+    t = SampleTransform((40, 32), augment=False, occlusion=OnTheFlyOcclusion.parse("1:2", "1:0.5:5"))
     clean = SampleTransform((40, 32), augment=False)
     image = np.full((40, 32, 3), 200, np.uint8)
-    occluded = sum(not torch.equal(t(image, (0, i)), clean(image, (0, i))) for i in range(300))
-    assert 160 <= occluded <= 230  # 2/3 of 300 = 200
-    if not real:
-        assert len(calls) == occluded and set(calls) == set(np.arange(1, 5.01, 0.5))
-
-
-def test_on_the_fly_occlusion_without_occgen_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "occgen", None)
-    t = SampleTransform((40, 32), augment=False, occlusion=Occlusion(clean=0, occluded=1))
-    with pytest.raises(DataError, match="occgen"):
-        t(np.zeros((40, 32, 3), np.uint8), (0,))
+    changed = [not torch.equal(t(image, (0, i)), clean(image, (0, i))) for i in range(300)]
+    expected = [np.random.default_rng((0, i)).random() >= 1 / 3 for i in range(300)]
+    assert changed == expected and 160 <= sum(changed) <= 230  # 2/3 of 300 = 200
+    factors = tuple(np.arange(1, 5.01, 0.5))
+    assert len(calls) == sum(changed)
+    assert {scale_set for scale_set, _ in calls} == {factors}
+    assert {scale for _, scale in calls} == set(factors)
+    assert torch.equal(t(image, (0, 7)), t(image, (0, 7)))

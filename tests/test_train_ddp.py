@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,32 +17,52 @@ from alob_train.checkpoint import load_checkpoint
 PROJECT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
-import os, sys, torch
-from alob_train.engine import TrainConfig, train
-data, out = sys.argv[1], sys.argv[2]
+import json, os, sys, torch
+from alob_train.config import TrainConfig
+from alob_train.engine import train
+data, out, record = sys.argv[1], sys.argv[2], sys.argv[3]
+rank = int(os.environ["RANK"])
+writes = []
+
+
+def audit(event, args):
+    # every file this process creates, opens for writing or renames, and every folder it makes, in out
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        mode, flags = args[1] or "", args[2] or 0
+        if any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            writes.append(os.fsdecode(args[0]))
+    elif event == "os.rename":  # os.replace too: source and target
+        writes.extend([os.fsdecode(args[0]), os.fsdecode(args[1])])
+    elif event == "os.mkdir":
+        writes.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(audit)
 config = TrainConfig(data=data, out=out, backbone="lightcnn9", variant="alob", batch_size=4, epochs=1,
                      max_steps=3, workers=0, lr_trimmer=0.01, lr_identifier=0.001, log_every=1,
                      tensorboard=False, progress=False, threads=1)
 summary = train(config)
-rank = int(os.environ["RANK"])
+mine = sorted({w for w in writes if os.path.abspath(w).startswith(os.path.abspath(out))})
 params = {k: v.detach() for k, v in summary["model"].named_parameters()}
-torch.save(params, os.path.join(out, f"rank{rank}.pt"))
+torch.save(params, os.path.join(record, f"rank{rank}.pt"))
+with open(os.path.join(record, f"rank{rank}.json"), "w") as fh:
+    json.dump(mine, fh)
 """
 
 
-def test_two_gloo_processes_agree_on_weights(tmp_path):
+def test_two_gloo_processes_agree_on_weights_and_only_rank0_writes(tmp_path):
     data = write_shards(tmp_path / "data", classes=4, per_class=6, shards=4)
-    out = tmp_path / "run"
-    out.mkdir()
+    out, record = tmp_path / "run", tmp_path / "record"
+    record.mkdir()
     script = tmp_path / "ddp_script.py"
     script.write_text(textwrap.dedent(SCRIPT))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), str(data), str(out)]
+           str(script), str(data), str(out), str(record)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rank0, rank1 = torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True)
+    rank0, rank1 = (torch.load(record / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     # parameters agree (gradients are averaged); BN running statistics are each rank's own until
     # DDP broadcasts rank 0's at the next forward, so only parameters are compared
     assert len(rank0) > 40
@@ -53,4 +74,8 @@ def test_two_gloo_processes_agree_on_weights(tmp_path):
         assert torch.equal(state["model"][key], rank0[key])
     # 24 samples over 2 processes × batch 4: 3 steps per epoch, each process its own half
     assert (out / "metrics.csv").read_text().count("\n") == 4
-    assert not (out / "rank1").exists()
+    # rank 0 writes the run folder; rank 1 writes nothing there
+    written = {r: json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)}
+    assert written[1] == []
+    names = {Path(w).name for w in written[0]}
+    assert {"run.json", "metrics.csv", "last.pt", "epoch_001.pt"} <= names, names

@@ -14,8 +14,10 @@ from train_fixtures import write_folders, write_pairs, write_shards
 from alob_common.verification import fold_accuracy
 from alob_train.checkpoint import load_checkpoint, load_model
 from alob_train.cli import main
-from alob_train.engine import TrainConfig, TrainingDiverged, lr_factor, train
+from alob_train.config import TrainConfig, resolve_config
+from alob_train.engine import TrainingDiverged, train
 from alob_train.model import ALOB
+from alob_train.optim import lr_factor
 
 
 def _config(data, out, **kw) -> TrainConfig:
@@ -124,7 +126,7 @@ def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
     refused = CliRunner().invoke(main, ["--data", str(data)] + common)
     assert refused.exit_code != 0 and "--resume" in refused.output
     changed = CliRunner().invoke(main, ["--resume", "--backbone", "resnet18"] + common)
-    assert changed.exit_code != 0 and "cannot change --backbone" in changed.output
+    assert changed.exit_code != 0 and "backbone: 'lightcnn9' -> 'resnet18'" in changed.output
 
     result = CliRunner().invoke(main, ["--resume", "--epochs", "2"] + common)
     assert result.exit_code == 0, result.output
@@ -132,6 +134,33 @@ def test_cli_runs_an_epoch_writes_outputs_and_resumes(tmp_path):
     assert (run / "checkpoints" / "epoch_002.pt").is_file()
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["step"]) == [1, 2, 3, 3, 4, 5, 6, 6]
+
+
+def test_cli_resume_compares_values_not_options(tmp_path):
+    data = write_folders(tmp_path / "data", classes=2, per_class=4)  # 8 samples: 2 steps of 4 per epoch
+    run = tmp_path / "run"
+    command = ["--data", str(data), "--out", str(run), "--backbone", "lightcnn9", "--variant", "alob",
+               "--preset", "paper-exact", "--lr", "0.002", "--input-size", "auto", "--batch-size", "4",
+               "--workers", "0", "--quiet", "--threads", "2", "--no-tensorboard"]
+    first = CliRunner().invoke(main, command + ["--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, command + ["--epochs", "2", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "trained 4 steps (2 epochs of 2); this session 2 steps" in again.output
+    refused = CliRunner().invoke(main, command + ["--epochs", "3", "--resume", "--batch-size", "2"])
+    assert refused.exit_code != 0 and "batch_size: 4 -> 2" in refused.output
+    refused = CliRunner().invoke(main, ["--out", str(run), "--resume", "--lr", "0.01"])
+    assert refused.exit_code != 0 and "lr_trimmer: 0.002 -> 0.01" in refused.output
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_config_defaults_are_the_default_preset():
+    assert resolve_config("paper", {"data": "d", "out": "o"}) == TrainConfig(data="d", out="o")
+    light = TrainConfig(data="d", out="o", backbone="lightcnn9")
+    assert light == resolve_config("paper", {"data": "d", "out": "o", "backbone": "lightcnn9"})
+    assert (light.lr_trimmer, light.lr_identifier, light.epochs, light.batch_size) == (0.001, 0.001, 21, 128)
+    exact = resolve_config("paper-exact", {"data": "d", "out": "o", "lr_trimmer": 0.05})
+    assert (exact.lr_trimmer, exact.lr_identifier) == (0.05, 0.01)
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
@@ -167,6 +196,8 @@ def test_cli_presets_and_overrides(tmp_path, monkeypatch, args, expected):
     assert result.exit_code == 0, result.output
     for key, value in expected.items():
         assert getattr(seen["config"], key) == value, key
+    if not args:  # the command's defaults are TrainConfig's
+        assert seen["config"] == TrainConfig(data=str(data), out=str(tmp_path / "run"))
 
 
 def test_validation_fold_accuracy():

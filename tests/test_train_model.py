@@ -72,18 +72,27 @@ def test_grl_flips_the_trimmer_gradient_of_lm(coeff):
     torch.testing.assert_close(with_grl.classifier.weight.grad, without.classifier.weight.grad)
 
 
-def test_param_groups_split_all_parameters_once():
-    for variant, classifier in [("alob", "shared"), ("alob", "separate"), ("concat", "shared"), ("baseline", "shared")]:
-        model = ALOB(3, "lightcnn9", variant, (64, 48), classifier=classifier)
-        groups = model.param_groups()
-        ids = [id(p) for g in groups.values() for p in g]
-        assert len(ids) == len(set(ids)) == len(list(model.parameters()))
-        trimmer_ids = {id(p) for p in groups["trimmer"]}
-        if variant == "baseline":
-            assert not trimmer_ids
-        else:
-            assert {id(p) for p in model.trimmer.parameters()} <= trimmer_ids
-            assert id(model.classifier.weight) in trimmer_ids or classifier == "separate" or variant == "concat"
+@pytest.mark.parametrize("variant, classifier, classifier_side", [
+    ("alob", "shared", "trimmer"),        # C_m, shared by f^m and the purified f: SGD
+    ("alob", "separate", "identifier"),   # the purified f's own classifier: Adam; C_m: SGD
+    ("concat", "shared", "identifier"),   # concat always has two classifiers
+    ("baseline", "shared", "identifier"),
+])
+def test_param_groups_split_all_parameters_once(variant, classifier, classifier_side):
+    model = ALOB(3, "lightcnn9", variant, (64, 48), classifier=classifier)
+    groups = model.param_groups()
+    ids = [id(p) for g in groups.values() for p in g]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    side = {name: {id(p) for p in params} for name, params in groups.items()}
+    assert id(model.classifier.weight) in side[classifier_side]
+    assert {id(p) for p in model.identifier.parameters()} <= side["identifier"]
+    if variant == "baseline":
+        assert not side["trimmer"] and model.trimmer is None and model.trimmer_classifier is None
+    else:
+        assert {id(p) for p in model.trimmer.parameters()} <= side["trimmer"]
+        assert (model.trimmer_classifier is None) == (classifier_side == "trimmer")
+        if model.trimmer_classifier is not None:
+            assert id(model.trimmer_classifier.weight) in side["trimmer"]
 
 
 def test_unknown_names_are_refused():

@@ -9,7 +9,8 @@ import pandas as pd
 import webdataset as wds
 from PIL import Image
 
-from alob_train.engine import TrainConfig, train
+from alob_train.config import TrainConfig
+from alob_train.engine import train
 
 IDENTITIES, PER_IDENTITY, SIZE = 50, 8, (48, 40)
 

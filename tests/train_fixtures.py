@@ -1,4 +1,5 @@
-"""Tiny synthetic datasets for the alob_train tests, in the formats DESIGN.md gives occgen's outputs.
+"""Tiny synthetic datasets for the alob_train tests, in the layouts occgen writes
+(README.md, "occgen" and "alob-train").
 
 Each class is a distinct colour pattern with noise, so a model can learn it in a few steps.
 """

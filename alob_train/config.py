@@ -1,0 +1,175 @@
+"""The settings of a training run, their defaults and the presets, in one place.
+
+:class:`TrainConfig`'s defaults are the default preset (``paper``), so ``train(TrainConfig(data=...,
+out=...))`` from Python is the run ``alob-train --data ... --out ...`` makes; :func:`resolve_config`
+is what both call to apply a preset and explicit settings; :func:`resume_config` applies the
+settings of a rerun with ``--resume`` to a run's stored config, refusing those that would change
+what is trained.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from alob_common.settings import check_same_settings
+
+# The paper's training configuration (§4.2): 21 epochs, batch 128, learning rates ÷10 after epoch
+# 10, initial rate 0.01 for ResNet18 (and its face-style siblings) and 0.001 for LightCNN-9.
+# "paper-exact" uses it on both optimisers. "paper" (the default) differs in one value: Adam (the
+# Identifier side) starts at 0.001 for the ResNets too, because Adam at 0.01 barely learned in our
+# measurement (docs/BENCHMARKS.md, "alob-train": 7 % vs 27 % training accuracy over steps 121-150
+# on 62 LFW identities). A value that depends on the backbone is a dict keyed by backbone name.
+PAPER_LR = {"resnet18": 0.01, "iresnet18": 0.01, "iresnet50": 0.01, "lightcnn9": 0.001}
+_PAPER_SCHEDULE = {"epochs": 21, "batch_size": 128, "milestones": (10,), "gamma": 0.1, "warmup_epochs": 0.0}
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {**_PAPER_SCHEDULE, "lr_trimmer": PAPER_LR,
+              "lr_identifier": {k: min(v, 0.001) for k, v in PAPER_LR.items()}},
+    "paper-exact": {**_PAPER_SCHEDULE, "lr_trimmer": PAPER_LR, "lr_identifier": PAPER_LR},
+}
+DEFAULT_PRESET = "paper"
+_DEFAULT = PRESETS[DEFAULT_PRESET]
+
+# Settings that do not change what is trained: a resumed run may give them other values.
+RESUMABLE = ("epochs", "max_steps", "workers", "device", "log_every", "save_every", "val", "val_batch_size",
+             "tensorboard", "progress", "threads", "compile")
+# Where the run and its data are may change too (the data's classes are checked on resume).
+_PLACES = ("data", "out")
+
+
+def default_workers() -> int:
+    """DataLoader workers per training process when none are asked for: min(8, CPU cores)."""
+    return min(8, os.cpu_count() or 1)
+
+
+def default_out(backbone: str, variant: str) -> str:
+    """The run folder when ``--out`` is not given."""
+    return f"runs/{backbone}-{variant}"
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; ``run.json`` stores it and ``--resume`` reloads it.
+
+    The defaults are those of the ``paper`` preset; ``lr_trimmer``/``lr_identifier`` left at
+    ``None`` take that preset's rate for the backbone.
+    """
+
+    data: str
+    out: str
+    backbone: str = "resnet18"
+    variant: str = "alob"
+    input_size: tuple[int, int] | None = None
+    epochs: int = _DEFAULT["epochs"]
+    max_steps: int | None = None
+    batch_size: int = _DEFAULT["batch_size"]
+    lr_trimmer: float | None = None
+    lr_identifier: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    identifier_weight_decay: float = 0.0
+    milestones: tuple[int, ...] = _DEFAULT["milestones"]
+    gamma: float = _DEFAULT["gamma"]
+    warmup_epochs: float = _DEFAULT["warmup_epochs"]
+    trimmer_weight: float = 1.0
+    grl_coeff: float = 1.0
+    grl_schedule: str = "constant"
+    classifier: str = "shared"
+    detach_fpp: bool = False
+    scale: float = 30.0
+    margin: float = 0.4
+    dim: int = 512
+    dropout: float = 0.0
+    augment: bool = True
+    jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05)
+    occlude: bool = False
+    clean_ratio: str = "1:2"
+    scale_set: str = "1:0.5:5"
+    split: str = "train"
+    shuffle_buffer: int = 1000
+    workers: int = field(default_factory=default_workers)
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    val: str | None = None
+    val_batch_size: int = 64
+    log_every: int = 20
+    save_every: int = 0
+    tensorboard: bool = True
+    progress: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr_trimmer is None or self.lr_identifier is None:
+            rates = preset_values(DEFAULT_PRESET, self.backbone)
+            self.lr_trimmer = rates["lr_trimmer"] if self.lr_trimmer is None else self.lr_trimmer
+            self.lr_identifier = rates["lr_identifier"] if self.lr_identifier is None else self.lr_identifier
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON values (tuples become lists), as ``run.json`` stores them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Back from :meth:`to_json`; unknown keys are ignored, missing ones take the defaults."""
+        known = {f.name for f in fields(cls)}
+        tuples = ("input_size", "milestones", "jitter")
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items() if k in known})
+
+
+def config_defaults() -> dict[str, Any]:
+    """``{setting: default}`` of every :class:`TrainConfig` field that has a fixed default."""
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+
+
+def preset_values(preset: str, backbone: str, lr: float | None = None) -> dict[str, Any]:
+    """The settings a preset gives for a backbone; ``lr``, when given, is both learning rates."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    values = {}
+    for key, value in PRESETS[preset].items():
+        if isinstance(value, dict):
+            if backbone not in value:
+                raise ValueError(f"unknown backbone {backbone!r}: choose one of {', '.join(value)}")
+            value = value[backbone]
+        values[key] = value
+    if lr is not None:
+        values.update(lr_trimmer=lr, lr_identifier=lr)
+    return values
+
+
+def resolve_config(preset: str = DEFAULT_PRESET, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The config of a new run: the preset's values for the backbone, then ``overrides``
+    (:class:`TrainConfig` field names, ``data`` and ``out`` among them; ``lr`` sets both learning
+    rates unless ``lr_trimmer``/``lr_identifier`` are given too). What ``alob-train`` runs."""
+    overrides = dict(overrides or {})
+    lr = overrides.pop("lr", None)
+    values = preset_values(preset, overrides.get("backbone", TrainConfig.backbone), lr)
+    return TrainConfig(**{**values, **overrides})
+
+
+def resume_config(stored: TrainConfig, overrides: Mapping[str, Any], preset: str | None = None) -> TrainConfig:
+    """A run's stored config with the settings of a rerun applied (``overrides`` as in
+    :func:`resolve_config`; ``preset`` only when one was asked for).
+
+    Values are compared, not the presence of options: repeating the run's own settings is
+    accepted; a setting that changes what is trained (all but :data:`RESUMABLE`, ``data`` and
+    ``out``) to another value raises :class:`~alob_common.settings.SettingsChanged` naming the old
+    and new values.
+    """
+    requested = dict(overrides)
+    lr = requested.pop("lr", None)
+    if preset is not None or lr is not None:
+        implied = preset_values(preset or DEFAULT_PRESET, requested.get("backbone", stored.backbone), lr)
+        keep = ("lr_trimmer", "lr_identifier") if preset is None else [k for k in implied if k not in RESUMABLE]
+        requested = {**{k: implied[k] for k in keep}, **requested}
+    if requested.get("input_size", ()) is None:
+        del requested["input_size"]  # "auto": the data's size, which the stored config holds
+    resumed = replace(stored, **requested)
+    check_same_settings(stored.to_json(), resumed.to_json(), where=f"the run in {resumed.out}",
+                        hint="--resume cannot change them: start a new run (another --out) instead",
+                        keys=[k for k in requested if k not in RESUMABLE + _PLACES])
+    return resumed

@@ -1,0 +1,49 @@
+"""The paper's two optimisers and their learning-rate schedule."""
+
+from __future__ import annotations
+
+import torch
+
+from alob_train.config import TrainConfig
+from alob_train.model import ALOB
+
+
+def build_optimizers(model: ALOB, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """SGD (momentum, weight decay) for the Trimmer side and Adam for the Identifier side
+    (``baseline`` has only the latter)."""
+    groups = model.param_groups()
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    if groups["trimmer"]:
+        optimizers["trimmer"] = torch.optim.SGD(groups["trimmer"], lr=config.lr_trimmer, momentum=config.momentum,
+                                                weight_decay=config.weight_decay)
+    optimizers["identifier"] = torch.optim.Adam(groups["identifier"], lr=config.lr_identifier,
+                                                weight_decay=config.identifier_weight_decay)
+    return optimizers
+
+
+def lr_factor(step: int, steps_per_epoch: int, milestones: tuple[int, ...], gamma: float,
+              warmup_epochs: float) -> float:
+    """Learning-rate multiplier at a global step: linear warm-up, then ×gamma at each milestone epoch."""
+    epoch = step // steps_per_epoch
+    factor = gamma ** sum(epoch >= m for m in milestones)
+    warmup_steps = warmup_epochs * steps_per_epoch
+    if warmup_steps > 0 and step < warmup_steps:
+        factor *= (step + 1) / warmup_steps
+    return factor
+
+
+def build_schedulers(optimizers: dict[str, torch.optim.Optimizer], config: TrainConfig,
+                     steps_per_epoch: int) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+    """One per-step :func:`lr_factor` schedule for each optimiser."""
+    schedule = (steps_per_epoch, tuple(config.milestones), config.gamma, config.warmup_epochs)
+    return {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, *schedule)) for k, o in optimizers.items()}
+
+
+def optimizer_states_to(optimizers: dict[str, torch.optim.Optimizer], device: torch.device) -> None:
+    """Move optimiser states (loaded on the CPU from a checkpoint) to their parameters' device;
+    Adam's step counters stay where they are."""
+    for optimizer in optimizers.values():
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value) and key != "step":
+                    state[key] = value.to(device)
