@@ -23,6 +23,7 @@ import torch
 from alob_common.atomic import write_bytes_atomic, write_text_atomic
 from alob_common.errors import UserError
 from alob_common.images import read_rgb
+from alob_train.preprocess import fit_to_input, normalize
 from alob_eval.cam_maps import METHODS, MaskOverlap, cam_maps, centre_prior, random_maps
 
 BASELINES = ("centre-prior", "random")
@@ -74,33 +75,26 @@ def read_occluded_set(root: str | Path) -> OccludedSet:
 
 
 def _read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The image as the evaluation reads it (``read_rgb``), resized to the model's input."""
-    import cv2
-
+    """The image as training and evaluation read it (``read_rgb``, then ``fit_to_input``)."""
     try:
         image = read_rgb(path)
     except OSError as err:
         raise CamDataError(f"cannot decode image {path}: {err}") from None
-    if image.shape[:2] != tuple(size):
-        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return image
+    return fit_to_input(torch.from_numpy(image).permute(2, 0, 1), size).permute(1, 2, 0).numpy()
 
 
 def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The mask cut or resized (nearest) exactly as its image."""
     import cv2
 
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise CamDataError(f"cannot decode mask {path}")
-    if mask.shape[:2] != tuple(size):
-        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    return mask > 127
+    return fit_to_input(torch.from_numpy(mask), size, nearest=True).numpy() > 127
 
 
 def to_input(images: Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 RGB images (H, W, 3) -> a normalised float batch (N, 3, H, W) in [-1, 1]."""
-    from alob_train.preprocess import normalize
-
     return normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous())
 
 

@@ -39,7 +39,7 @@ from torchvision.transforms import v2
 from alob_common.errors import UserError
 from alob_common.images import is_image_name, read_rgb
 from alob_train.config import TrainConfig
-from alob_train.preprocess import normalize
+from alob_train.preprocess import fit_to_input, normalize
 from occgen import OcclusionConfig, occlude
 from occgen.synth import parse_clean_ratio, parse_scale_set
 
@@ -87,14 +87,6 @@ class SampleTransform:
         steps = [v2.RandomHorizontalFlip(), v2.ColorJitter(*jitter)] if augment else []
         self.augment = v2.Compose(steps) if steps else None
 
-    def _fit(self, img: torch.Tensor) -> torch.Tensor:
-        h, w = img.shape[-2:]
-        if (h, w) == self.input_size:
-            return img
-        if (h, w) == (112, 112) and self.input_size == (112, 96):
-            return img[..., :, 8:104]  # the 112×96 template is the 112×112 one cut to columns 8..104
-        return v2.functional.resize(img, list(self.input_size), antialias=True)
-
     def __call__(self, image: np.ndarray, seed: tuple[int, ...]) -> torch.Tensor:
         rng = np.random.default_rng(seed)
         occ = self.occlusion
@@ -102,7 +94,7 @@ class SampleTransform:
             image = occlude(image, rng, config=OcclusionConfig(scale_set=occ.scales))[0]
         if not (image.flags.writeable and image.flags.c_contiguous):
             image = np.array(image)
-        img = self._fit(torch.from_numpy(image).permute(2, 0, 1))
+        img = fit_to_input(torch.from_numpy(image).permute(2, 0, 1), self.input_size)
         if self.augment is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**62)))

@@ -13,13 +13,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from alob_common.images import read_rgb
 from alob_common.pairs import PairsError, pairs_csv_table
 from alob_common.verification import Embedder, cosine_scores, fold_accuracy
 from alob_train.data import DataError
-from alob_train.preprocess import normalize
+from alob_train.preprocess import fit_to_input, normalize
 
 
 def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
@@ -48,16 +47,14 @@ def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
 
 def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device | str = "cpu",
                    channels_last: bool = False) -> Embedder:
-    """An :data:`Embedder` over a trained ALOB model (any variant's ``embed``): images are resized
-    to the model's input size when they differ, normalised to [-1, 1], embedded in eval mode."""
+    """An :data:`Embedder` over a trained ALOB model (any variant's ``embed``): images are brought
+    to the model's input size and normalised exactly as in training (:mod:`alob_train.preprocess`),
+    then embedded in eval mode."""
     @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> np.ndarray:
         batch = []
         for image in images:
-            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-            if tuple(tensor.shape[-2:]) != tuple(input_size):
-                tensor = F.interpolate(tensor[None].float(), size=tuple(input_size), mode="bilinear", antialias=True)[0]
-            batch.append(tensor)
+            batch.append(fit_to_input(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), input_size))
         x = normalize(torch.stack(batch)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -33,6 +33,7 @@ from alob_train.data import (
     open_data,
 )
 from alob_train.embed import validate_folder
+from alob_train.diagnostics import accuracy, mechanism_diagnostics
 from alob_train.layers import dann_ramp
 from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_row
 from alob_train.model import ALOB
@@ -121,16 +122,38 @@ def prepare(config: TrainConfig, resume: bool = False) -> tuple[Session, int, fl
     return session, step, best
 
 
-def train_step(s: Session, images: torch.Tensor, labels: torch.Tensor, step: int) -> tuple[list[float], float]:
+def grl_coefficient(config: TrainConfig, step: int, last_step: int) -> float:
+    """The GRL's C at global ``step`` (0-based): ``grl_coeff``, or with the ``dann`` schedule
+    ``grl_coeff`` times DANN's ramp over the run's real length (``--epochs`` or ``--max-steps``,
+    whichever ends it), normalised so that the last step gets exactly ``grl_coeff``."""
+    if config.grl_schedule != "dann":
+        return config.grl_coeff
+    return config.grl_coeff * dann_ramp((step + 1) / max(last_step, 1)) / dann_ramp(1.0)
+
+
+def _diagnostics(s: Session, out: dict[str, Any], labels: torch.Tensor) -> dict[str, float]:
+    """The mechanism figures of this batch (this process's share; :mod:`alob_train.diagnostics`)."""
+    head = s.model.trimmer_head
+    if out["fm"] is None or head is None:
+        return {}
+    figures = mechanism_diagnostics(out["f"], out["fm"], head.weight.detach(), labels,
+                                    subtract=s.config.variant == "alob-f")
+    figures["acc_trimmer"] = accuracy(head.cosine(out["fm"]), labels)
+    return figures
+
+
+def train_step(s: Session, images: torch.Tensor, labels: torch.Tensor, step: int,
+               diagnose: bool = False) -> tuple[list[float], float, dict[str, float]]:
     """One optimiser step on a batch at global ``step``; returns the batch's sums over all
-    processes (loss·n, L_f·n, L_m·n, correct, n) and the GRL coefficient used. Raises
-    :class:`TrainingDiverged` before updating anything when the loss is not finite."""
+    processes (loss·n, L_f·n, L_m·n, correct, n), the GRL coefficient used and, when
+    ``diagnose``, the batch's mechanism figures. Raises :class:`TrainingDiverged` before updating
+    anything when the loss is not finite."""
     config = s.config
     images = images.to(s.device, non_blocking=True)
     if config.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = labels.to(s.device, non_blocking=True)
-    coeff = config.grl_coeff * (dann_ramp(step / s.total_steps) if config.grl_schedule == "dann" else 1.0)
+    coeff = grl_coefficient(config, step, s.last_step)
     s.model.set_grl_coeff(coeff)
     with torch.autocast(s.device.type, dtype=s.amp) if s.amp else nullcontext():
         out = s.forward(images, labels)
@@ -160,7 +183,7 @@ def train_step(s: Session, images: torch.Tensor, labels: torch.Tensor, step: int
             o.step()
     for scheduler in s.schedulers.values():
         scheduler.step()
-    return stats, coeff
+    return stats, coeff, _diagnostics(s, out, labels) if diagnose else {}
 
 
 def save(s: Session, names: list[str], step: int, best: float | None) -> None:
@@ -201,11 +224,12 @@ def _end_span(s: Session, step: int, best: float | None, log: MetricsLog | None,
     return best
 
 
-def _log_train(window: dict[str, float], s: Session, epoch: int, step: int, coeff: float, log: MetricsLog | None,
-               bar: tqdm) -> dict[str, Any]:
-    """Log the window's training row (metrics.csv, TensorBoard, progress bar); returns it."""
+def _log_train(window: dict[str, float], s: Session, epoch: int, step: int, coeff: float, diag: dict[str, float],
+               log: MetricsLog | None, bar: tqdm) -> dict[str, Any]:
+    """Log the window's training row and the last batch's mechanism figures (metrics.csv,
+    TensorBoard, progress bar); returns the row."""
     lrs = {k: o.param_groups[0]["lr"] for k, o in s.optimizers.items()}
-    row = train_row(window, epoch, step, lrs, coeff)
+    row = {**train_row(window, epoch, step, lrs, coeff), **diag}
     bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", lr=f"{row['lr_identifier']:.2g}",
                     img_s=f"{row['samples_per_s']:.1f}")
     if log is not None:
@@ -247,14 +271,15 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
             got = 0
             for images, labels in batches:
                 got += 1
-                stats, coeff = train_step(s, images, labels, step)
+                logged = (step + 1) % config.log_every == 0 or (step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
+                stats, coeff, diag = train_step(s, images, labels, step, diagnose=logged)
                 step += 1
                 samples += int(stats[4])
                 add_to_window(window, stats)
                 bar.update(1)
                 epoch_done = step % s.steps_per_epoch == 0
-                if step % config.log_every == 0 or step == s.last_step or epoch_done:
-                    row, window = _log_train(window, s, epoch + 1, step, coeff, log, bar), new_window()
+                if logged:
+                    row, window = _log_train(window, s, epoch + 1, step, coeff, diag, log, bar), new_window()
                 if epoch_done or step >= s.last_step:
                     break
                 if config.save_every and step % config.save_every == 0:

@@ -79,11 +79,12 @@ class ALOB(nn.Module):
         if self.grl is not None:
             self.grl.coeff = float(coeff)
 
-    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(e, fm): the embedding of the variant and the Trimmer's feature (None for baseline)."""
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(e, f, fm): the variant's embedding, the Identifier's feature and the Trimmer's
+        (None for baseline)."""
         f = self.identifier(x)
         if self.trimmer is None:
-            return f, None
+            return f, f, None
         fm = self.trimmer(x)
         if self.variant in ("alob", "alob-g"):
             e = project_out(f, fm, detach=self.detach_fpp)
@@ -93,19 +94,25 @@ class ALOB(nn.Module):
             e = f + fm
         else:
             e = torch.cat([f, fm], dim=1)
-        return e, fm
+        return e, f, fm
+
+    @property
+    def trimmer_head(self) -> CosFace | None:
+        """The CosFace head that scores fᵐ (the shared one unless heads are separate)."""
+        return None if self.trimmer is None else (self.trimmer_classifier or self.classifier)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor | None]:
         """Training pass: ``loss_f`` (CosFace on e), ``loss_m`` (on the Trimmer side, None for
-        baseline) and ``cos`` (e's cosines to the class weights, for accuracy)."""
-        e, fm = self._features(x)
+        baseline), ``cos`` (e's cosines to the class weights, for accuracy) and, detached for the
+        diagnostics, ``f`` and ``fm``."""
+        e, f, fm = self._features(x)
         cos = self.classifier.cosine(e)
         loss_f = F.cross_entropy(self.classifier(e, labels), labels)
         loss_m = None
         if fm is not None:
-            head = self.trimmer_classifier or self.classifier
-            loss_m = F.cross_entropy(head(self.grl(fm) if self.grl is not None else fm, labels), labels)
-        return {"loss_f": loss_f, "loss_m": loss_m, "cos": cos}
+            loss_m = F.cross_entropy(self.trimmer_head(self.grl(fm) if self.grl is not None else fm, labels), labels)
+        return {"loss_f": loss_f, "loss_m": loss_m, "cos": cos, "f": f.detach(),
+                "fm": None if fm is None else fm.detach()}
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -170,8 +170,10 @@ def test_mixed_precision_paths_train(tmp_path, amp):
     assert summary["steps"] == 2
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert metrics["loss"].notna().all() and (metrics["loss"] < 1e3).all()
-    # DANN ramp: C = 2/(1+exp(-10 p)) - 1 with p = step / total steps (4): 0 at the first step
-    assert metrics["grl_coeff"].tolist() == pytest.approx([0.0, 2 / (1 + 2.718281828459045 ** -2.5) - 1])
+    # DANN ramp over the run's real length (--max-steps 2, not the 4 steps of --epochs 2):
+    # C = ramp((step + 1) / 2) / ramp(1) with ramp(p) = 2/(1+exp(-10 p)) - 1, so C = 1 at the last step
+    ramp = lambda p: 2 / (1 + 2.718281828459045 ** (-10 * p)) - 1  # noqa: E731
+    assert metrics["grl_coeff"].tolist() == pytest.approx([ramp(0.5) / ramp(1.0), 1.0])
 
 
 @pytest.mark.parametrize("args, expected", [

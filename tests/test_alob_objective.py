@@ -1,0 +1,120 @@
+"""ALOB's objective under test: the mechanism diagnostics on hand-built features, which optimiser
+owns each head, the GRL ramp over the run's real length, and one preprocessing for training and
+evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from train_fixtures import write_shards
+
+from alob_train.config import TrainConfig
+from alob_train.data import SampleTransform
+from alob_train.diagnostics import mechanism_diagnostics
+from alob_train.embed import model_embedder
+from alob_train.engine import grl_coefficient, train
+from alob_train.model import ALOB
+from alob_train.optim import build_optimizers
+
+
+def test_trimmer_equal_to_minus_its_class_weight_logs_cosine_minus_one():
+    torch.manual_seed(0)
+    weight = torch.randn(5, 16)
+    labels = torch.tensor([0, 3, 4, 3])
+    fm = -2.5 * weight[labels]
+    f = torch.randn(4, 16)
+    figures = mechanism_diagnostics(f, fm, weight, labels)
+    assert figures["trimmer_cos_wy"] == pytest.approx(-1.0, abs=1e-6)
+    u = fm / fm.norm(dim=1, keepdim=True)
+    expected = ((f * u).sum(1).abs() / f.norm(dim=1)).mean()
+    assert figures["removed_fraction"] == pytest.approx(float(expected), rel=1e-6)
+    assert figures["fm_norm"] == pytest.approx(float(fm.norm(dim=1).mean()), rel=1e-6)
+    assert figures["fm_var"] == pytest.approx(float(fm.var(dim=0, unbiased=False).mean()), rel=1e-6)
+    collapsed = mechanism_diagnostics(f, torch.ones(4, 16), weight, labels)
+    assert collapsed["fm_var"] == 0.0
+    assert mechanism_diagnostics(f, fm, weight, labels, subtract=True)["removed_fraction"] == pytest.approx(
+        float((fm.norm(dim=1) / f.norm(dim=1)).mean()), rel=1e-6)
+
+
+@pytest.mark.parametrize("classifier", ["shared", "separate"])
+def test_separate_heads_keep_the_identifier_head_out_of_the_trimmer_loss(classifier):
+    """With fᵐ built to equal −W_y of the Trimmer's head, L_m's gradient reaches the Identifier's
+    head only when the head is shared."""
+    torch.manual_seed(0)
+    model = ALOB(num_classes=4, backbone="lightcnn9", variant="alob", input_size=(40, 32), classifier=classifier)
+    labels = torch.tensor([0, 1, 2, 3])
+    head = model.trimmer_head
+    fm = (-head.weight[labels]).detach().requires_grad_(True)
+    loss_m = torch.nn.functional.cross_entropy(head(model.grl(fm), labels), labels)
+    loss_m.backward()
+    assert mechanism_diagnostics(torch.randn(4, 512), fm, head.weight, labels)["trimmer_cos_wy"] == pytest.approx(-1.0)
+    identifier_head_grad = model.classifier.weight.grad
+    if classifier == "separate":
+        assert identifier_head_grad is None
+    else:
+        assert identifier_head_grad is not None and identifier_head_grad.abs().sum() > 0
+
+
+def _owners(model: ALOB, optimizers: dict[str, torch.optim.Optimizer]) -> dict[int, list[str]]:
+    owners: dict[int, list[str]] = {id(p): [] for p in model.parameters()}
+    for name, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                owners[id(p)].append(name)
+    return owners
+
+
+def test_every_parameter_in_one_optimiser_and_identifier_head_as_the_baselines():
+    config = TrainConfig(data="-", out="-", backbone="lightcnn9", input_size=(40, 32), classifier="separate")
+    alob = ALOB.from_config(config, 4)
+    optimizers = build_optimizers(alob, config)
+    owners = _owners(alob, optimizers)
+    assert all(len(v) == 1 for v in owners.values())
+    assert owners[id(alob.classifier.weight)] == ["identifier"]
+    assert owners[id(alob.trimmer_classifier.weight)] == ["trimmer"]
+    base_config = TrainConfig(data="-", out="-", backbone="lightcnn9", input_size=(40, 32), variant="baseline")
+    baseline = ALOB.from_config(base_config, 4)
+    base_opt = build_optimizers(baseline, base_config)
+    assert _owners(baseline, base_opt)[id(baseline.classifier.weight)] == ["identifier"]
+    a, b = optimizers["identifier"], base_opt["identifier"]
+    assert type(a) is type(b)
+    keys = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    assert {k: a.param_groups[0][k] for k in keys} == {k: b.param_groups[0][k] for k in keys}
+
+
+@pytest.mark.parametrize("epochs, max_steps", [(3, None), (50, 7)])
+def test_dann_ramp_reaches_full_strength_at_the_last_step(tmp_path, epochs, max_steps):
+    data = write_shards(tmp_path / "data", classes=3, per_class=4, shards=1)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), backbone="lightcnn9", batch_size=4,
+                         epochs=epochs, max_steps=max_steps, workers=0, log_every=1, tensorboard=False,
+                         progress=False, threads=1, grl_schedule="dann", grl_coeff=1.0)
+    train(config)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    coeffs = metrics[metrics.phase == "train"].grl_coeff.to_numpy()
+    assert len(coeffs) == (max_steps or epochs * 3)
+    assert coeffs[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(coeffs) > 0) and coeffs[0] < 0.9
+    for column in ("trimmer_cos_wy", "removed_fraction", "fm_norm", "fm_var", "acc_trimmer", "acc"):
+        assert metrics[column].notna().all(), column
+    assert grl_coefficient(config, 0, 10) < grl_coefficient(config, 9, 10) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(112, 112), (112, 96), (120, 100)])
+def test_training_and_evaluation_see_the_same_tensor(shape):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    trained = SampleTransform((112, 96), augment=False)(image, (0,))
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone())
+            return x.flatten(1)
+
+    model_embedder(Probe(), (112, 96))([image])
+    assert torch.equal(seen[0][0], trained)
+    if shape == (112, 112):
+        expected = torch.from_numpy(image[:, 8:104]).permute(2, 0, 1).float() / 127.5 - 1
+        assert torch.equal(trained, expected)
