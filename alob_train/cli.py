@@ -145,6 +145,9 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--val", type=click.Path(file_okay=False, path_type=str),
               help="Folder dataset with pairs.csv: verification accuracy after every epoch; best.pt keeps the best.")
 @click.option("--val-batch-size", type=click.IntRange(1, None), default=_DEFAULTS["val_batch_size"], show_default=True)
+@click.option("--patience", type=click.IntRange(1, None), default=None,
+              help="Stop on a plateau: once the last learning-rate milestone is passed, end the run when --val "
+                   "accuracy has not risen for this many epochs (--epochs stays the cap; best.pt is the model).")
 @click.option("--log-every", type=click.IntRange(1, None), default=_DEFAULTS["log_every"], show_default=True,
               help="Steps per metrics.csv/TensorBoard row.")
 @click.option("--save-every", type=click.IntRange(0, None), default=_DEFAULTS["save_every"], show_default=True,

@@ -32,7 +32,7 @@ DEFAULT_PRESET = "paper"
 _DEFAULT = PRESETS[DEFAULT_PRESET]
 
 # Settings that do not change what is trained: a resumed run may give them other values.
-RESUMABLE = ("epochs", "max_steps", "workers", "device", "log_every", "save_every", "val", "val_batch_size",
+RESUMABLE = ("epochs", "max_steps", "workers", "device", "log_every", "save_every", "val", "val_batch_size", "patience",
              "tensorboard", "progress", "threads", "compile")
 # Where the run and its data are may change too (the data's classes are checked on resume).
 _PLACES = ("data", "out")
@@ -96,6 +96,7 @@ class TrainConfig:
     compile: bool = False
     val: str | None = None
     val_batch_size: int = 64
+    patience: int | None = None  # with val: stop once accuracy has not risen for this many epochs
     log_every: int = 20
     save_every: int = 0
     tensorboard: bool = True

@@ -224,6 +224,28 @@ def _end_span(s: Session, step: int, best: float | None, log: MetricsLog | None,
     return best
 
 
+def plateaued(val_accuracies: list[float], epoch: int, config: TrainConfig) -> bool:
+    """The ``--patience`` rule after ``epoch`` epochs: past the last learning-rate milestone, the
+    best validation accuracy is ``patience`` or more epochs old."""
+    if not config.patience or not val_accuracies or epoch < max(config.milestones, default=0):
+        return False
+    since_best = len(val_accuracies) - 1 - max(range(len(val_accuracies)), key=val_accuracies.__getitem__)
+    return since_best >= config.patience
+
+
+def _stop_on_plateau(s: Session, step: int, log: MetricsLog | None) -> bool:
+    """Whether every process ends the run now by the ``--patience`` rule (rank 0 decides)."""
+    stop = False
+    if s.config.patience and s.config.val and log is not None and step % s.steps_per_epoch == 0:
+        accuracies = [r["val_acc"] for r in log.rows if r.get("phase") == "val"]
+        stop = plateaued(accuracies, step // s.steps_per_epoch, s.config)
+    if s.d.world > 1:
+        flag = torch.tensor([float(stop)], device=s.device)
+        dist.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
 def _log_train(window: dict[str, float], s: Session, epoch: int, step: int, coeff: float, diag: dict[str, float],
                log: MetricsLog | None, bar: tqdm) -> dict[str, Any]:
     """Log the window's training row and the last batch's mechanism figures (metrics.csv,
@@ -262,6 +284,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
     bar = tqdm(total=s.last_step, initial=step, unit="step", dynamic_ncols=True,
                disable=not (config.progress and s.d.main), file=sys.stderr)
     start, first_step, samples, row, window = time.time(), step, 0, {}, new_window()
+    stopped_early = False
     try:
         while step < s.last_step:
             epoch, in_epoch = divmod(step, s.steps_per_epoch)
@@ -288,6 +311,10 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
             if got == 0:
                 raise DataError(f"no training sample could be read from {config.data}")
             best = _end_span(s, step, best, log, bar)
+            if _stop_on_plateau(s, step, log):
+                bar.write(f"validation accuracy has not risen for {config.patience} epochs: stopped at step {step}")
+                stopped_early = True
+                break
     finally:
         bar.close()
         if log is not None:
@@ -297,7 +324,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
         "steps": step, "session_steps": step - first_step, "epochs_completed": step // s.steps_per_epoch,
         "steps_per_epoch": s.steps_per_epoch, "seconds": seconds,
         "samples_per_s": samples / seconds if seconds > 0 else 0.0, "final_loss": row.get("loss"),
-        "final_acc": row.get("acc"), "best_val_acc": best, "checkpoint": str(s.checkpoints / "last.pt"),
+        "final_acc": row.get("acc"), "best_val_acc": best, "stopped_on_plateau": stopped_early, "checkpoint": str(s.checkpoints / "last.pt"),
         "world_size": s.d.world,
     }
     if s.d.main:

@@ -14,7 +14,7 @@ from alob_train.config import TrainConfig
 from alob_train.data import SampleTransform
 from alob_train.diagnostics import mechanism_diagnostics
 from alob_train.embed import model_embedder
-from alob_train.engine import grl_coefficient, train
+from alob_train.engine import grl_coefficient, plateaued, train
 from alob_train.model import ALOB
 from alob_train.optim import build_optimizers
 
@@ -118,3 +118,26 @@ def test_training_and_evaluation_see_the_same_tensor(shape):
     if shape == (112, 112):
         expected = torch.from_numpy(image[:, 8:104]).permute(2, 0, 1).float() / 127.5 - 1
         assert torch.equal(trained, expected)
+
+
+def test_plateau_rule_counts_epochs_since_the_best_after_the_last_milestone():
+    config = TrainConfig(data="-", out="-", patience=2, milestones=(3,))
+    assert not plateaued([0.5, 0.6, 0.55, 0.54], epoch=2, config=config)  # before the milestone
+    assert plateaued([0.5, 0.6, 0.55, 0.54], epoch=4, config=config)
+    assert not plateaued([0.5, 0.6, 0.55, 0.61], epoch=4, config=config)
+    assert not plateaued([0.5, 0.6, 0.55], epoch=4, config=TrainConfig(data="-", out="-", milestones=(3,)))
+
+
+def test_training_stops_on_a_validation_plateau(tmp_path, monkeypatch):
+    import alob_train.engine as engine
+
+    accuracies = iter([0.6, 0.7, 0.65, 0.64, 0.9, 0.95])
+    monkeypatch.setattr(engine, "validate_folder", lambda *a, **k: {"val_acc": next(accuracies), "val_std": 0.0,
+                                                                     "val_pairs": 10.0})
+    data = write_shards(tmp_path / "data", classes=3, per_class=4, shards=1)
+    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), backbone="lightcnn9", batch_size=4, epochs=6,
+                         milestones=(1,), workers=0, tensorboard=False, progress=False, threads=1,
+                         val=str(tmp_path), patience=2)
+    summary = train(config)
+    assert summary["stopped_on_plateau"] is True
+    assert summary["epochs_completed"] == 4 and summary["best_val_acc"] == pytest.approx(0.7)
