@@ -12,10 +12,13 @@ import click
 
 from alob_common.errors import UserError
 from alob_train.backbones import BACKBONES
+from alob_experiment.config import CONFIG_GROUPS, TRAINING_CONFIGS
 from alob_train.model import VARIANTS
 
 
-def _folds(ctx, param, value: str) -> tuple[int, ...]:
+def _folds(ctx, param, value: str) -> tuple[int, ...] | str:
+    if value.strip() == "both":
+        return "both"
     try:
         if "-" in value:
             low, high = (int(v) for v in value.split("-"))
@@ -23,21 +26,31 @@ def _folds(ctx, param, value: str) -> tuple[int, ...]:
         else:
             folds = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected fold numbers such as 1-5 or 1,3,5,7,9") from None
+        raise click.BadParameter(f"{value!r}: expected fold numbers such as 1-5 or 1,3,5,7,9, or 'both'") from None
     if not folds or min(folds) < 1:
         raise click.BadParameter(f"{value!r}: folds are numbered from 1")
     return folds
 
 
 def _variants(ctx, param, value: str) -> tuple[str, ...]:
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if names == ["all"]:
-        names = ["baseline", *[v for v in VARIANTS if v != "baseline"]]
-    unknown = [v for v in names if v not in VARIANTS]
+    names = [n for v in value.split(",") if v.strip() for n in CONFIG_GROUPS.get(v.strip(), (v.strip(),))]
+    unknown = [v for v in names if v not in TRAINING_CONFIGS]
     if unknown or not names:
-        raise click.BadParameter(f"unknown variant {unknown[0] if unknown else value!r}: choose from "
-                                 f"{', '.join(VARIANTS)} or 'all'")
+        raise click.BadParameter(f"unknown configuration {unknown[0] if unknown else value!r}: choose from "
+                                 f"{', '.join(TRAINING_CONFIGS)} or a group ({', '.join(CONFIG_GROUPS)})")
     return tuple(dict.fromkeys(names))
+
+
+def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    try:
+        seeds = tuple(dict.fromkeys(int(v) for v in value.split(",") if v.strip()))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected seeds such as 0,1") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -53,12 +66,22 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--aligned", type=click.Path(exists=True, file_okay=False), default=None,
               help="Reuse an LFW already aligned by align-faces (skips alignment).")
 @click.option("--variants", callback=_variants, default="baseline,alob", show_default=True,
-              help="Models to train and compare, comma-separated; 'all' adds the ablations "
-                   f"{', '.join(v for v in VARIANTS if v not in ('baseline', 'alob'))}.")
+              help="Training configurations to compare, comma-separated: the variants "
+                   f"{', '.join(VARIANTS)}, the screening settings alob-shared, alob-separate, alob-separate-ramp "
+                   "(DANN ramp of the GRL), alob-lambda0 (no Trimmer loss), or a group: 'all' (every variant), "
+                   "'screen' (baseline and the six ALOB settings).")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)),
               default="resnet18", show_default=True)
 @click.option("--train-folds", callback=_folds, default="1-5", show_default=True,
-              help="View-2 folds whose people are trained on; the other folds' pairs are the test set.")
+              help="View-2 folds whose people are trained on; the other folds' pairs are the test set. "
+                   "'both': train on 1-5 and test on 6-10, then the swap, and compare over both.")
+@click.option("--seeds", callback=_seeds, default=None,
+              help="Several seeds, e.g. 0,1: one run per seed (and half), compared pairwise in "
+                   "WORK/report/comparison.md [default: --seed].")
+@click.option("--until-plateau", "patience", type=click.IntRange(min=1), default=None,
+              help="Train until validation accuracy stops rising: the last training fold is held out to "
+                   "validate every epoch, and a run stops once past its learning-rate drop when accuracy has "
+                   "not risen for this many epochs (--epochs is the cap; the best epoch is evaluated).")
 @click.option("--train-people", type=click.IntRange(min=0), default=None,
               help="Override the size: train on the N people with most images (0 = all).")
 @click.option("--pairs-per-fold", type=click.IntRange(min=1), default=None,
@@ -77,7 +100,7 @@ def _variants(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-download", is_flag=True, help="Never download LFW; stop if it is not found.")
 def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variants: tuple[str, ...], backbone: str,
-         train_folds: tuple[int, ...], train_people: int | None, pairs_per_fold: int | None, epochs: int | None,
+         train_folds: tuple[int, ...] | str, seeds: tuple[int, ...], patience: int | None, train_people: int | None, pairs_per_fold: int | None, epochs: int | None,
          batch_size: int | None, max_steps: int | None, mask_fraction: float,
          cam_limit: int | None, workers: int, seed: int, no_download: bool) -> None:
     """Run the LFW fold experiment end to end and write WORK/report/report.md.
@@ -105,7 +128,9 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
         click.echo(f"LFW: {images} with {pairs_txt}; size {size}; work folder {work_dir}")
         settings = Settings(work=str(work_dir), size=size, lfw_images=str(images.resolve()),
                             pairs_txt=str(pairs_txt.resolve()), aligned=str(Path(aligned).resolve()) if aligned else None,
-                            variants=variants, backbone=backbone, train_folds=train_folds, mask_fraction=mask_fraction,
+                            variants=variants, backbone=backbone, mask_fraction=mask_fraction,
+                            train_folds=(1, 2, 3, 4, 5) if train_folds == "both" else train_folds,
+                            both_halves=train_folds == "both", seeds=seeds, patience=patience,
                             seed=seed, workers=workers, train_people=train_people, pairs_per_fold=pairs_per_fold,
                             epochs=epochs, batch_size=batch_size, max_steps=max_steps,
                             cam_limit=cam_limit)

@@ -20,6 +20,27 @@ SCENARIOS = {  # benchmark name → (scenario, occgen build options; None: the a
 }
 
 
+# The training configurations an experiment can compare: a name → the alob-train options that
+# make it. Every variant of alob-train is one; the ALOB-objective screening adds the head, ramp and
+# λ = 0 settings (the λ = 0 control keeps both networks and the projection but no Trimmer loss).
+TRAINING_CONFIGS: dict[str, tuple[str, ...]] = {
+    "baseline": ("--variant", "baseline"),
+    "alob": ("--variant", "alob"),
+    "alob-shared": ("--variant", "alob", "--classifier", "shared"),
+    "alob-separate": ("--variant", "alob", "--classifier", "separate"),
+    "alob-separate-ramp": ("--variant", "alob", "--classifier", "separate", "--grl-schedule", "dann"),
+    "alob-lambda0": ("--variant", "alob", "--classifier", "separate", "--lambda", "0"),
+    "alob-g": ("--variant", "alob-g"),
+    "alob-f": ("--variant", "alob-f"),
+    "sum": ("--variant", "sum"),
+    "concat": ("--variant", "concat"),
+}
+CONFIG_GROUPS = {
+    "all": ("baseline", "alob", "alob-g", "alob-f", "sum", "concat"),
+    "screen": ("baseline", "alob-shared", "alob-separate", "alob-separate-ramp", "alob-lambda0", "alob-g", "alob-f"),
+}
+
+
 class PipelineError(UserError):
     """A problem the user can fix (missing data, a failed stage); the message says what."""
 
@@ -64,6 +85,23 @@ class Settings:
     batch_size: int | None = None
     max_steps: int | None = None
     cam_limit: int | None = None
+    seeds: tuple[int, ...] = ()  # several: one run per seed (and half), compared pairwise; () = (seed,)
+    both_halves: bool = False  # train on folds 1-5 and test 6-10, then the swap
+    patience: int | None = None  # stop training on a validation plateau (held-out last training fold)
+    pictures: bool = True  # CAM and t-SNE stages (a multi-run experiment makes them for its first run only)
+
+    def runs(self) -> list["Settings"]:
+        """The single runs this setting asks for: one per (half, seed), each in its own
+        ``WORK/folds-A-B/seed-S`` folder; just this one when there is one."""
+        seeds = self.seeds or (self.seed,)
+        halves = [self.train_folds]
+        if self.both_halves:
+            halves = [(1, 2, 3, 4, 5), (6, 7, 8, 9, 10)]
+        if len(seeds) == 1 and len(halves) == 1:
+            return [replace(self, seed=seeds[0], seeds=(), both_halves=False)]
+        return [replace(self, work=str(Path(self.work) / f"folds-{h[0]}-{h[-1]}" / f"seed-{s}"), train_folds=h,
+                        seed=s, seeds=(), both_halves=False, pictures=(h, s) == (halves[0], seeds[0]))
+                for h in halves for s in seeds]
 
     def resolved_size(self) -> Size:
         """The named size with this run's overrides applied."""
@@ -81,13 +119,14 @@ class Settings:
 
 # Settings that decide what data is built; a WORK folder keeps them for life.
 DATA_SETTINGS = ("size", "lfw_images", "pairs_txt", "aligned", "train_folds", "train_people", "pairs_per_fold",
-                 "mask_fraction", "seed", "backbone")
+                 "mask_fraction", "seed", "backbone", "seeds", "both_halves", "patience")
 
 
 def data_settings(values: dict[str, Any]) -> dict[str, Any]:
     """The data settings of a run (as stored in ``pipeline.json``), with the size's overrides
     resolved: ``--quick`` and ``--quick --train-people 60`` build the same data."""
     data = {key: values.get(key) for key in DATA_SETTINGS}
+    data["seeds"], data["both_halves"] = list(data["seeds"] or []), bool(data["both_halves"])  # absent in older files
     size = RUN_SIZES.get(data["size"])
     if size is not None:
         if data["train_people"] is None:

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from alob_common.atomic import write_json_atomic, write_text_atomic
+from alob_experiment.comparison import DIAGNOSTICS, end_diagnostics
 from alob_experiment.config import SCENARIOS, Settings
 from alob_experiment.lfw import Split
 from alob_experiment.stages import Stage
@@ -81,6 +82,17 @@ def _training_table(runs: dict[str, dict], stages: list[Stage]) -> list[str]:
     return lines
 
 
+def _diagnostics_table(work: Path, variants: list[str]) -> list[str]:
+    """The last logged training row's mechanism figures per variant (README, "Reading the
+    diagnostics")."""
+    head = ["variant", *DIAGNOSTICS, "best_val_acc", "steps"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in variants:
+        figures = end_diagnostics(work / "runs" / v)
+        lines.append(f"| {v} | " + " | ".join(f"{figures[k]:.3g}" if k in figures else "–" for k in head[1:]) + " |")
+    return lines
+
+
 def _pictures(work: Path, out: Path) -> list[str]:
     """The CAM and t-SNE sections, their pictures copied beside the report (when they were made)."""
     lines = []
@@ -113,6 +125,7 @@ def write_experiment_report(settings: Settings, split: Split, stages: list[Stage
         shutil.copyfile(work / "reports" / variant / "roc.png", out / f"roc-{variant}.png")
     lines = [f"# LFW fold experiment ({settings.size})", "", *_protocol(settings, split), "",
              *_results_table(results, variants), "", "Training (this machine):", "", *_training_table(runs, stages),
+             "", "Mechanism at the end of training (last logged step):", "", *_diagnostics_table(work, variants),
              *_pictures(work, out), "", "## ROC", "", *(f"![ROC {v}](roc-{v}.png)" for v in variants),
              "", "## Stages", "", "| stage | status | seconds |", "|---|---|---|",
              *(f"| {s.name} | {s.status} | {s.seconds:.0f} |" for s in stages),

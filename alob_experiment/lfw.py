@@ -36,6 +36,9 @@ class Split:
     test_lines: list[str]  # pairs.txt lines of the chosen test pairs, fold by fold
     pairs_per_fold: int
     images: dict[str, int] = field(default_factory=dict)  # person → image count, for the chosen people
+    val_fold: int | None = None  # a training fold held out for validation (its people not trained on)
+    val_people: list[str] = field(default_factory=list)
+    val_lines: list[str] = field(default_factory=list)
 
 
 def lfw_layout(folder: Path) -> tuple[Path, Path] | None:
@@ -123,10 +126,12 @@ def _test_pairs(pairs: list[Pair], folds: list[int], per_fold: int, pairs_txt: P
     return chosen
 
 
-def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size) -> Split:
+def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size, hold_out: bool = False) -> Split:
     """Choose the training people (of ``train_folds``, 1-based) and the test pairs (of the other
     folds). With ``size.train_people`` set, the people with most images are kept (ties by name);
-    with ``size.pairs_per_fold`` set, the first N matched and N mismatched pairs of each test fold."""
+    with ``size.pairs_per_fold`` set, the first N matched and N mismatched pairs of each test fold.
+    With ``hold_out``, the last training fold is the validation fold instead: its pairs (as many
+    per fold as the test folds) validate, and its people are not trained on."""
     parsed = parse_pairs_txt(pairs_txt)
     if parsed.malformed:
         bad = parsed.malformed[0]
@@ -136,6 +141,10 @@ def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size
         raise PipelineError(f"--train-folds {train_folds}: the pairs file has folds {folds[0]}..{folds[-1]}; "
                             "leave at least one for testing")
     test_folds = [k for k in folds if k not in train_folds]
+    val_fold = train_folds[-1] if hold_out else None
+    if hold_out and len(train_folds) < 2:
+        raise PipelineError("a validation fold is held out of --train-folds: give at least two training folds")
+    train_folds = [k for k in train_folds if k != val_fold]
     train = sorted({name for p in parsed.pairs if p.fold + 1 in train_folds for name in _people(p)})
     counts = {name: _count_images(images, name) for name in train}
     train = [n for n in train if counts[n] > 0]
@@ -149,15 +158,19 @@ def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size
     if overlap:
         raise PipelineError(f"training and test people overlap ({len(overlap)}, e.g. {min(overlap)}): "
                             "the folds of this pairs file are not identity-disjoint")
-    images_of = {n: counts.get(n) or _count_images(images, n) for n in [*train, *sorted(test)]}
+    val = _test_pairs(parsed.pairs, [val_fold], per_fold, pairs_txt) if val_fold else []
+    val_people = sorted({name for p in val for name in _people(p)})
+    images_of = {n: counts.get(n) or _count_images(images, n) for n in [*train, *sorted(test), *val_people]}
     lines = [p.text.strip() for p in chosen]
-    return Split(train_folds, test_folds, train, sorted(test), lines, per_fold, images_of)
+    return Split(train_folds, test_folds, train, sorted(test), lines, per_fold, images_of, val_fold, val_people,
+                 [p.text.strip() for p in val])
 
 
-def write_test_pairs(split: Split, path: Path) -> None:
-    """The test pairs as a View-2 style file (header ``folds n``), readable by every tool."""
-    text = f"{len(split.test_folds)} {split.pairs_per_fold}\n" + "\n".join(split.test_lines) + "\n"
-    write_text_atomic(path, text)
+def write_test_pairs(split: Split, path: Path, validation: bool = False) -> None:
+    """The test (or ``validation``) pairs as a View-2 style file (header ``folds n``), readable by
+    every tool."""
+    folds, lines = (1, split.val_lines) if validation else (len(split.test_folds), split.test_lines)
+    write_text_atomic(path, f"{folds} {split.pairs_per_fold}\n" + "\n".join(lines) + "\n")
 
 
 def link_people(src: Path, people: list[str], dest: Path, manifest: Path | None = None) -> Path:

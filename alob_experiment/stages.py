@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from alob_common.atomic import write_text_atomic
-from alob_experiment.config import SCENARIOS, PipelineError, Settings, Size
+from alob_experiment.config import SCENARIOS, TRAINING_CONFIGS, PipelineError, Settings, Size
 from alob_experiment.lfw import Split
 
 
@@ -46,8 +46,12 @@ def _aligned(settings: Settings) -> Path:
     return Path(settings.aligned) if settings.aligned else Path(settings.work) / "aligned"
 
 
+VALIDATION_SCENARIO = ["--factor", "2.0", "--blend", "rect"]  # held-out fold's pairs, image 2 occluded
+
+
 def _data_stages(settings: Settings, size: Size) -> list[Stage]:
-    """Alignment (unless an aligned LFW is reused), the occluded/masked test sets, the training set."""
+    """Alignment (unless an aligned LFW is reused), the occluded/masked test sets, the validation
+    set (with ``--until-plateau``), the training set."""
     work, seed, workers = Path(settings.work), str(settings.seed), str(settings.workers)
     stages = []
     if settings.aligned is None:
@@ -59,6 +63,11 @@ def _data_stages(settings: Settings, size: Size) -> list[Stage]:
                 command("occgen"), "build", "--source", "lfw", "--src", str(work / "test-src"),
                 "--pairs", str(work / "split" / "test_pairs.txt"), "--out", str(work / "data" / bench),
                 *options, "--seed", seed, "--workers", workers]))
+    if settings.patience:
+        stages.append(Stage("build-val", [
+            command("occgen"), "build", "--source", "lfw", "--src", str(work / "val-src"),
+            "--pairs", str(work / "split" / "val_pairs.txt"), "--out", str(work / "data" / "val"),
+            *VALIDATION_SCENARIO, "--seed", seed, "--workers", workers]))
     stages.append(Stage("build-train", [
         command("occgen"), "build", "--source", "folder", "--src", str(work / "train-src"),
         "--out", str(work / "data" / "train"), "--kind", "mixed", "--mask-fraction", f"{settings.mask_fraction:g}",
@@ -67,11 +76,15 @@ def _data_stages(settings: Settings, size: Size) -> list[Stage]:
 
 
 def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
-    """Training of one variant; an interrupted run resumes from its last checkpoint."""
+    """Training of one configuration (:data:`TRAINING_CONFIGS`); an interrupted run resumes from
+    its last checkpoint. With ``--until-plateau`` it validates on the held-out fold every epoch
+    and stops on the plateau rule, ``--epochs`` being the cap."""
     work, run = Path(settings.work), Path(settings.work) / "runs" / variant
     budget = ["--epochs", str(size.epochs)] + (["--max-steps", str(settings.max_steps)] if settings.max_steps else [])
+    if settings.patience:
+        budget += ["--val", str(work / "data" / "val"), "--patience", str(settings.patience)]
     argv = [command("alob-train"), "--data", str(work / "data" / "train"), "--out", str(run),
-            "--backbone", settings.backbone, "--variant", variant, *budget,
+            "--backbone", settings.backbone, *TRAINING_CONFIGS[variant], *budget,
             "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
             "--seed", str(settings.seed), "--workers", "1", "--no-tensorboard"]
     resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", "1"]
@@ -82,7 +95,8 @@ def _eval_stage(settings: Settings, variant: str) -> Stage:
     """Pair verification of one variant on every scenario."""
     work = Path(settings.work)
     test_pairs = work / "split" / "test_pairs.txt"
-    argv = [command("alob-eval"), "--checkpoint", str(work / "runs" / variant), "--which", "last",
+    which = "best" if settings.patience else "last"  # on a plateau run, the epoch validation chose
+    argv = [command("alob-eval"), "--checkpoint", str(work / "runs" / variant), "--which", which,
             "--far", "1e-3", "--far", "1e-2", "--out", str(work / "reports" / variant)]
     for bench in SCENARIOS:
         where = f"{_aligned(settings)}@{test_pairs}" if bench == "lfw" else str(work / "data" / bench)
@@ -116,7 +130,7 @@ def plan_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
     return [*_data_stages(settings, size),
             *(_train_stage(settings, size, v) for v in settings.variants),
             *(_eval_stage(settings, v) for v in settings.variants),
-            *_picture_stages(settings, split, size)]
+            *(_picture_stages(settings, split, size) if settings.pictures else [])]
 
 
 def run_stage(stage: Stage, work: Path, log: Callable[[str], None] = print) -> Stage:

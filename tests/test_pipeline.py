@@ -249,3 +249,34 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
         for stage in stages:
             for argv in filter(None, (stage.argv, stage.resume)):
                 _parse(argv)
+
+
+def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs, tmp_path):
+    root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
+    work = tmp_path / "work"
+    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "1", "--batch-size", "8",
+            "--cam-limit", "4", "--workers", "1", "--seeds", "0,1", "--train-folds", "both",
+            "--variants", "baseline,alob-lambda0"]
+    result = CliRunner().invoke(pipeline_main, args)
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.relative_to(work).as_posix() for p in work.glob("folds-*/seed-*"))
+    assert runs == ["folds-1-5/seed-0", "folds-1-5/seed-1", "folds-6-10/seed-0", "folds-6-10/seed-1"]
+    comparison = json.loads((work / "report" / "comparison.json").read_text())
+    assert comparison["runs"] == runs
+    acc = comparison["differences"]["alob-lambda0"]["lfw-occ-3.0"]["accuracy"]
+    assert acc["n"] == 4 and acc["low"] <= acc["mean"] <= acc["high"]
+    fold_level = comparison["differences"]["alob-lambda0"]["lfw"]["accuracy_fold_level"]
+    assert fold_level["n"] == 4 * 5
+    text = (work / "report" / "comparison.md").read_text()
+    assert "alob-lambda0" in text and "removed_fraction" in text
+    settings = json.loads((work / "folds-6-10" / "seed-1" / "pipeline.json").read_text())
+    assert settings["train_folds"] == [6, 7, 8, 9, 10] and settings["seed"] == 1
+
+
+def test_until_plateau_holds_out_the_last_training_fold(lfw_dir, lfw_pairs, tmp_path):
+    root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
+    split = plan_split(root / "pairs.txt", root / "lfw-deepfunneled", [1, 2, 3, 4, 5], RUN_SIZES["quick"],
+                       hold_out=True)
+    assert split.val_fold == 5 and split.train_folds == [1, 2, 3, 4] and len(split.val_lines) == 2
+    assert not set(split.val_people) & set(split.train_people)
+    assert not set(split.val_people) & set(split.test_people)
