@@ -97,12 +97,14 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
               help="Occluded test images for the CAM overlap numbers [default: 300 quick, all full].")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="CPU cores",
               help="Processes for alignment and dataset builds.")
+@click.option("--train-workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="DataLoader worker processes of each training run (on a GPU, most of the CPU cores).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-download", is_flag=True, help="Never download LFW; stop if it is not found.")
 def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variants: tuple[str, ...], backbone: str,
          train_folds: tuple[int, ...] | str, seeds: tuple[int, ...], patience: int | None, train_people: int | None, pairs_per_fold: int | None, epochs: int | None,
          batch_size: int | None, max_steps: int | None, mask_fraction: float,
-         cam_limit: int | None, workers: int, seed: int, no_download: bool) -> None:
+         cam_limit: int | None, workers: int, train_workers: int, seed: int, no_download: bool) -> None:
     """Run the LFW fold experiment end to end and write WORK/report/report.md.
 
     LFW's ten View-2 folds share no person. The models train on every image of the people in
@@ -133,7 +135,7 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
                             both_halves=train_folds == "both", seeds=seeds, patience=patience,
                             seed=seed, workers=workers, train_people=train_people, pairs_per_fold=pairs_per_fold,
                             epochs=epochs, batch_size=batch_size, max_steps=max_steps,
-                            cam_limit=cam_limit)
+                            cam_limit=cam_limit, train_workers=train_workers)
         report = run_pipeline(settings, log=click.echo)
     except UserError as err:
         raise click.ClickException(str(err)) from None

@@ -88,6 +88,7 @@ class Settings:
     seeds: tuple[int, ...] = ()  # several: one run per seed (and half), compared pairwise; () = (seed,)
     both_halves: bool = False  # train on folds 1-5 and test 6-10, then the swap
     patience: int | None = None  # stop training on a validation plateau (held-out last training fold)
+    train_workers: int = 1  # DataLoader workers of each training run (a GPU wants many)
     pictures: bool = True  # CAM and t-SNE stages (a multi-run experiment makes them for its first run only)
 
     def runs(self) -> list["Settings"]:

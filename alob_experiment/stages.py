@@ -86,8 +86,8 @@ def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
     argv = [command("alob-train"), "--data", str(work / "data" / "train"), "--out", str(run),
             "--backbone", settings.backbone, *TRAINING_CONFIGS[variant], *budget,
             "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
-            "--seed", str(settings.seed), "--workers", "1", "--no-tensorboard"]
-    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", "1"]
+            "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard"]
+    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers)]
     return Stage(f"train-{variant}", argv, resume, str(run / "checkpoints" / "last.pt"))
 
 
