@@ -71,6 +71,20 @@ def test_no_import_cycles_between_modules(package):
             pytest.fail("import cycle: " + " -> ".join(cycle))
 
 
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_modules_and_functions_stay_small(name):
+    """Modules of at most ~400 lines and functions of at most ~80, so each can be read whole."""
+    text = _modules()[name].read_text()
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{name} has {len(text.splitlines())} lines"
+    long = [f"{f.name} ({f.end_lineno - f.lineno + 1} lines)" for f in ast.walk(ast.parse(text))
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{name}: {long}"
+
+
 @pytest.mark.parametrize("pattern, home", [
     (r"^IMAGE_EXTENSIONS\s*=|IMAGE_SUFFIXES\s*=", "alob_common/images.py"),
     (r"^def (write_bytes_atomic|write_atomic|link_or_copy_atomic)\b", "alob_common/atomic.py"),
