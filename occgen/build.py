@@ -35,7 +35,13 @@ from alob_common.images import decode_rgb
 from alob_common.pairs import Pairs, parse_pairs_txt
 from alob_common.settings import check_same_settings
 from occgen import __version__
-from occgen.build_config import TRAINING_SOURCES, BuildConfig, Job, dataset_name, prepare_config
+from occgen.build_config import (
+    TRAINING_SOURCES,
+    BuildConfig,
+    Job,
+    dataset_name,
+    prepare_config,
+)
 from occgen.build_plan import (
     MANIFEST_COLUMNS,
     SPLIT,

@@ -22,7 +22,12 @@ from pathlib import Path
 from alob_common.atomic import write_text_atomic
 from alob_common.images import decode_rgb
 from alob_common.insightface_pack import class_of
-from alob_common.recordio import RecordReader, RecordWriter, pack_image_record, unpack_image_record
+from alob_common.recordio import (
+    RecordReader,
+    RecordWriter,
+    pack_image_record,
+    unpack_image_record,
+)
 from occgen.library import OccgenError
 
 PACK_FILES = ("train.rec", "train.idx", "property")

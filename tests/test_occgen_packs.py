@@ -104,7 +104,7 @@ def test_format_rec_writes_an_insightface_pack(pack, tmp_path):
     assert len(out) == len(LABELS) and out.num_classes == 3 and out.image_size == (112, 112)
     assert [out.label(i) for i in range(len(out))] == LABELS
     assert out.identity_ranges == [(1, 4), (4, 6), (6, 10)]
-    label, image = unpack_image_record(out.reader.read(1))
+    label, _ = unpack_image_record(out.reader.read(1))
     assert isinstance(label, float) and label == 0.0 and out.image(0).shape == (112, 112, 3)
     header, empty = unpack_image_record(out.reader.read(0))
     assert header.tolist() == [10.0, 13.0] and empty == b""
