@@ -309,7 +309,10 @@ def to_bin(dataset, out) -> None:
             raise OccgenError(f"cannot read {dataset}/pairs.csv: {err}") from None
         if table.empty:
             raise OccgenError(f"{dataset}/pairs.csv holds no pair")
-        contiguous = write_pairs_bin(out, table)
+        try:
+            contiguous = write_pairs_bin(out, table)
+        except OSError as err:
+            raise OccgenError(f"cannot write {out}: {err.strerror or err}") from None
     if not contiguous:
         click.echo("warning: pairs.csv's folds are not 10 contiguous folds of its pairs; insightface will cut "
                    "the .bin into those, so its fold figures differ", err=True)

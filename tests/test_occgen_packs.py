@@ -5,6 +5,7 @@ workers and jobs."""
 from __future__ import annotations
 
 import hashlib
+import struct
 from pathlib import Path
 
 import cv2
@@ -109,6 +110,25 @@ def test_format_rec_writes_an_insightface_pack(pack, tmp_path):
     header, empty = unpack_image_record(out.reader.read(0))
     assert header.tolist() == [10.0, 13.0] and empty == b""
     assert (tmp_path / "one" / "property").read_text() == "3,112,112\n"
+    _check_layout_by_hand(tmp_path / "one")
+
+
+def _check_layout_by_hand(folder: Path) -> None:
+    """The header and an image record read with struct from the published layout, as MXNet's
+    ``MXIndexedRecordIO`` + ``recordio.unpack`` would: magic, length, IRHeader, labels."""
+    offsets = dict(tuple(int(v) for v in line.split("\t")) for line in (folder / "train.idx").read_text().splitlines())
+    data = (folder / "train.rec").read_bytes()
+
+    def record(key: int) -> bytes:
+        magic, lrecord = struct.unpack_from("<II", data, offsets[key])
+        assert magic == 0xCED7230A and lrecord >> 29 == 0  # one part each here
+        return data[offsets[key] + 8 : offsets[key] + 8 + (lrecord & (1 << 29) - 1)]
+
+    flag, label, _, _ = struct.unpack_from("<IfQQ", record(0))
+    assert flag == 2 and struct.unpack_from("<2f", record(0), 24) == (10.0, 13.0)
+    flag, label, _, _ = struct.unpack_from("<IfQQ", record(5))
+    assert flag == 0 and label == 1.0 and record(5)[24:26] == b"\xff\xd8"  # a JPEG follows
+    assert sorted(offsets) == list(range(13))
 
 
 def test_bin_source_is_an_lfw_like_folder(bin_file, tmp_path):
