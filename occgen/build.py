@@ -2,9 +2,12 @@
 
 ``lfw``: every aligned image occluded once, written beside a clean copy in the folder form
 (``clean/``, ``images/``, ``masks/``), plus ``pairs.csv`` (image 1 clean, image 2 occluded,
-folds kept). ``folder``: any identity-folder tree becomes a training set, each source image
-giving ``copies`` samples that stay clean with probability ``clean`` (FROM's 1:2), written as
-WebDataset shards (default) or in the folder form, with ``classes.csv``.
+folds kept); ``bin`` does the same for an insightface verification ``.bin``. ``folder``: any
+identity-folder tree becomes a training set, each source image giving ``copies`` samples that
+stay clean with probability ``clean`` (FROM's 1:2), written as WebDataset shards (default), in
+the folder form or as an insightface pack (:mod:`occgen.pack_writer`), with ``classes.csv``;
+``rec`` does the same for an insightface pack. The inputs of every source are listed and read
+by :mod:`occgen.build_sources`.
 
 The work is a sorted list of samples cut into fixed units of ``unit_size``
 (:mod:`occgen.build_plan`); unit ``u`` belongs to job ``u % num_shards``, runs in any worker
