@@ -51,10 +51,14 @@ def _interrupt(signum, frame) -> None:
 @click.option("--max-pixels", type=click.IntRange(10_000, None), default=40_000_000, show_default=True,
               help="Larger images are decoded downscaled to this many pixels (landmarks stay in source pixels).")
 @click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True)
+@click.option("--shard-index", type=click.IntRange(0, None), default=0, show_default=True,
+              help="This job's part when the run is split over --num-shards jobs (array jobs): every N-th input "
+                   "of the sorted list, from the I-th. The last job to finish merges the manifest.")
+@click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Redo every image instead of resuming from OUT/manifest.csv.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, device, workers, batch_size,
-         max_pixels, jpeg_quality, overwrite, quiet) -> None:
+         max_pixels, jpeg_quality, shard_index, num_shards, overwrite, quiet) -> None:
     """Align every face photo under SRC into OUT.
 
     SRC is walked recursively (every still-image type: jpg, png, bmp, webp, gif, tif, pgm/ppm,
@@ -85,8 +89,8 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
             require_dlib_model(SHAPE_68, "--detector dlib")
         if detector == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
             raise ImportError("No module named 'facenet_pytorch'")
-        summary = align_folder(src, out, config, workers=workers, overwrite=overwrite,
-                               progress=not quiet, command=sys.argv)
+        summary = align_folder(src, out, config, workers=workers, overwrite=overwrite, progress=not quiet,
+                               command=sys.argv, shard_index=shard_index, num_shards=num_shards)
     except ImportError as err:
         raise click.ClickException(
             f"facenet-pytorch is not importable ({err}): pip install --no-deps facenet-pytorch==2.6.0"
@@ -97,6 +101,12 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
         click.echo(f"\ninterrupted: {out}/manifest.csv holds what was done; rerun the same command to resume", err=True)
         sys.exit(130)
     c = summary["counts"]
+    if not summary["complete"]:
+        job = summary["job"]
+        click.echo(f"job {job['shard_index']} of {num_shards}: {job['inputs']} images in {job['seconds']:.1f} s: "
+                   f"ok {c['ok']}, fallback {c['fallback']}, failed {c['failed']}; the last job to finish writes "
+                   f"{os.path.join(out, 'manifest.csv')}")
+        return
     rate = summary["images_per_second"]
     click.echo(
         f"aligned {c['processed']} of {c['inputs']} images in {summary['seconds']:.1f} s"

@@ -146,3 +146,18 @@ def load_bin_pairs(path: str | os.PathLike, n_folds: int = 10) -> tuple[pd.DataF
     images, same = read_bin(path)
     named = {bin_image_name(path.name, i): image for i, image in enumerate(images)}
     return bin_pair_table(path.name, same, n_folds), named
+
+
+def write_pairs_bin(path: str | os.PathLike, table: pd.DataFrame) -> bool:
+    """Write the pair table's images (``path1`` then ``path2`` of each pair, the files' bytes as
+    stored) and same-flags as a ``.bin``. Returns whether the table's folds are the 10 contiguous
+    folds insightface will cut, i.e. whether the ``.bin`` scores exactly as the table does."""
+    images = []
+    for first, second in zip(table["path1"], table["path2"]):
+        for image in (first, second):
+            try:
+                images.append(Path(image).read_bytes())
+            except OSError as err:
+                raise VerificationBinError(f"cannot read {image}: {err.strerror or err}") from None
+    write_bin(path, images, table["same"].to_numpy(bool))
+    return bool(np.array_equal(table["fold"].to_numpy(int), contiguous_folds(len(table))))

@@ -1,14 +1,17 @@
 """Benchmarks (named pair lists) and the verification protocol run over them for one model.
 
-A *benchmark* is a name and a pair table (:func:`alob_common.pairs.pair_table`); every image
-named by any benchmark is embedded once, then each benchmark is scored with
+A *benchmark* is a name and a pair table (:func:`alob_common.pairs.pair_table`), or an
+insightface verification ``.bin`` (:func:`bin_benchmark`: its pairs under synthetic names such
+as ``/data/lfw.bin#000123``, and its encoded images); every image named by any benchmark is embedded
+once (:func:`embed_images`), then each benchmark is scored with
 :func:`alob_common.verification.evaluate_pairs`. Pairs naming images that are not on disk are
 dropped and counted (:func:`without_missing_images`) rather than stopping the evaluation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +20,13 @@ import pandas as pd
 
 from alob_common.errors import UserError
 from alob_common.pairs import missing_images
-from alob_common.verification import VerificationError, cosine_scores, evaluate_pairs
+from alob_common.verification import (
+    Embedder,
+    VerificationError,
+    cosine_scores,
+    evaluate_pairs,
+)
+from alob_common.verification_bin import bin_image_name, bin_pair_table, read_bin
 
 
 class BenchmarkError(UserError):
@@ -33,10 +42,24 @@ class Benchmark:
     root: Path
     skipped_pairs: int = 0  # pairs dropped because an image of theirs is missing
     missing_images: int = 0
+    images: dict[str, bytes] = field(default_factory=dict)  # a .bin's encoded images by synthetic path
+
+
+def bin_benchmark(name: str, path: str | Path) -> Benchmark:
+    """A verification ``.bin`` as a benchmark: pairs of consecutive images, 10 contiguous folds.
+    Its images are named by the absolute path of the file (``/data/lfw.bin#000123``), so two
+    ``.bin`` of the same name in different folders stay apart; the benchmark folder is the one
+    holding the file, so an embeddings file may name them ``lfw.bin#000123``."""
+    path = Path(path).absolute()
+    encoded, same = read_bin(path)
+    images = {bin_image_name(str(path), i): image for i, image in enumerate(encoded)}
+    return Benchmark(name, bin_pair_table(str(path), same), path.parent, images=images)
 
 
 def without_missing_images(bench: Benchmark) -> tuple[Benchmark, list[str]]:
     """The benchmark without the pairs that name an image missing on disk, and those images."""
+    if bench.images:
+        return bench, []
     missing = missing_images(bench.pairs)
     if not missing:
         return bench, []
@@ -78,3 +101,21 @@ def evaluate_benchmarks(benchmarks: Sequence[Benchmark], vectors: dict[str, np.n
         results[bench.name].update(skipped_pairs=bench.skipped_pairs, missing_images=bench.missing_images)
         curves[bench.name] = (scores, same)
     return results, curves
+
+
+def embed_images(embed: Embedder, paths: Sequence[str], images: dict[str, bytes], batch_size: int = 64,
+                 flip: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
+    """Embed each named image once, by :func:`alob_train.embed.embed_paths`: files on disk as
+    they are, the encoded images held in ``images`` (a ``.bin``'s) through files written to a
+    temporary folder, so both are decoded by the same reader and give the same numbers."""
+    from alob_train.embed import embed_paths
+
+    with tempfile.TemporaryDirectory(prefix="alob-eval-") as folder:
+        files = {}
+        for index, path in enumerate(dict.fromkeys(paths)):
+            files[path] = path
+            if path in images:
+                files[path] = str(Path(folder) / f"{index:08d}")
+                Path(files[path]).write_bytes(images[path])
+        vectors = embed_paths(embed, list(files.values()), batch_size, flip, progress=progress)
+    return {path: vectors[file] for path, file in files.items()}

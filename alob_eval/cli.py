@@ -23,11 +23,17 @@ if TYPE_CHECKING:
 
 def _parse_bench(spec: str) -> Benchmark:
     from alob_common.pairs import PairsError, pair_table
-    from alob_eval.benchmarks import Benchmark
+    from alob_eval.benchmarks import Benchmark, bin_benchmark
 
     name, sep, where = spec.partition("=")
     if not sep or not name or not where:
-        raise click.BadParameter(f"{spec!r}: expected NAME=DIR (with pairs.csv) or NAME=ALIGNED_DIR@pairs.txt")
+        raise click.BadParameter(f"{spec!r}: expected NAME=DIR (with pairs.csv), NAME=ALIGNED_DIR@pairs.txt "
+                                 "or NAME=FILE.bin")
+    if where.endswith(".bin") and "@" not in where:
+        try:
+            return bin_benchmark(name, where)
+        except UserError as err:
+            raise click.ClickException(f"{name}: {err}") from None
     folder, _, pairs_txt = where.partition("@")
     try:
         table = pair_table(pairs_txt or folder, folder if pairs_txt else None)
@@ -93,12 +99,13 @@ def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
 
 
 def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
-                 quiet: bool) -> tuple[dict[str, np.ndarray], str]:
+                 quiet: bool, images: dict[str, bytes] | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
-    --reference; returns them and the model's description."""
+    --reference (``images``: encoded images held in memory, a .bin's, by path); returns them and
+    the model's description."""
+    from alob_eval.benchmarks import embed_images
     from alob_eval.embeddings import embeddings_for, load_embeddings
     from alob_eval.reference_models import ModelUnavailable, reference_embedder
-    from alob_train.embed import embed_paths
 
     _check_one_model(model_args)
     checkpoint, reference, embeddings = model_args.get("checkpoint"), model_args.get("reference"), model_args.get("embeddings")
@@ -114,7 +121,8 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
         except KeyError as err:
             raise click.ClickException(str(err.args[0])) from None
         return vectors, f"embeddings {embeddings}"
-    missing = [p for _, paths in paths_by_root for p in paths if not Path(p).is_file()]
+    images = images or {}
+    missing = [p for _, paths in paths_by_root for p in paths if p not in images and not Path(p).is_file()]
     if missing:
         raise click.ClickException(f"{len(missing)} images are missing, e.g. {missing[0]}")
     if checkpoint:
@@ -125,15 +133,19 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
         except ModelUnavailable as err:
             raise click.ClickException(str(err)) from None
     paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
-    return embed_paths(embed, paths, batch_size, flip, progress=not quiet), model
+    return embed_images(embed, paths, images, batch_size, flip, progress=not quiet), model
 
 
 @click.group(invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--bench", "benches", multiple=True, metavar="NAME=DIR[@pairs.txt]",
-              help="A benchmark: a folder dataset with pairs.csv (from occgen), or an aligned folder and a "
-                   "standard pairs.txt (LFW: .jpg; MFR2: .png, detected). Repeat for several scenarios.")
+@click.option("--bench", "benches", multiple=True, metavar="NAME=DIR[@pairs.txt]|NAME=FILE.bin",
+              help="A benchmark: a folder dataset with pairs.csv (from occgen), an aligned folder and a "
+                   "standard pairs.txt (LFW: .jpg; MFR2: .png, detected), or an insightface verification .bin "
+                   "(lfw.bin, cfp_fp.bin …; its images are named /abs/path/FILE.bin#000000 …, or FILE.bin#000000 in an embeddings file). Repeat for several scenarios.")
 @_model_options
+@click.option("--save-embeddings", type=click.Path(dir_okay=False), default=None,
+              help="Also write the embeddings of every benchmark image to this .npz (absolute paths, and the "
+                   ".bin names), in the format --embeddings reads, to re-score them later.")
 @click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True,
               help="False accept rates at which TAR is reported.")
 @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
@@ -145,8 +157,8 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
               help="Folder for results.json, results.md and roc.png.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_convention, flip, batch_size, out,
-         quiet) -> None:
+def main(ctx, benches, checkpoint, which, reference, embeddings, save_embeddings, fars, tar_convention, flip,
+         batch_size, out, quiet) -> None:
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
     Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
@@ -173,9 +185,12 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_conve
         benchmarks = _skip_missing_images(benchmarks)
     start = time.perf_counter()
     groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
-    vectors, model = _vectors_for(groups, model_args, flip, batch_size, quiet)
+    images = {path: data for b in benchmarks for path, data in b.images.items()}
+    vectors, model = _vectors_for(groups, model_args, flip, batch_size, quiet, images)
     try:
         results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
+        if save_embeddings:
+            _save_vectors(save_embeddings, vectors)
     except UserError as err:
         raise click.ClickException(str(err)) from None
     meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
@@ -183,6 +198,17 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, fars, tar_conve
     write_eval_report(out, results, curves, meta, tuple(fars))
     click.echo((Path(out) / "results.md").read_text())
     click.echo(f"report: {Path(out) / 'results.md'} ({meta['seconds']} s)")
+
+
+def _save_vectors(path: str, vectors: dict[str, np.ndarray]) -> None:
+    """``--save-embeddings``: the vectors as scored (float64), keyed by the benchmarks' paths."""
+    from alob_eval.embeddings import save_embeddings
+
+    try:
+        save_embeddings(path, list(vectors), np.stack(list(vectors.values())), np.float64)
+    except OSError as err:
+        raise UserError(f"cannot write embeddings to {path}: {err.strerror or err}") from None
+    click.echo(f"embeddings: {path} ({len(vectors)} images)")
 
 
 @main.command("ar")

@@ -17,9 +17,10 @@ from alob_common.atomic import write_bytes_atomic
 from alob_common.errors import UserError
 
 
-def save_embeddings(path: str | Path, paths: list[str], vectors: np.ndarray) -> None:
-    """Write an embeddings file (``.npz``) atomically."""
-    vectors = np.asarray(vectors, dtype=np.float32)
+def save_embeddings(path: str | Path, paths: list[str], vectors: np.ndarray, dtype: type = np.float32) -> None:
+    """Write an embeddings file (``.npz``) atomically, the vectors as ``dtype`` (``alob-eval
+    --save-embeddings`` keeps the float64 it scored, so a re-score gives the same figures)."""
+    vectors = np.asarray(vectors, dtype=dtype)
     if vectors.ndim != 2 or len(vectors) != len(paths):
         raise ValueError("need one row of embeddings per path")
     buffer = io.BytesIO()

@@ -2,9 +2,12 @@
 
 ``lfw``: every aligned image occluded once, written beside a clean copy in the folder form
 (``clean/``, ``images/``, ``masks/``), plus ``pairs.csv`` (image 1 clean, image 2 occluded,
-folds kept). ``folder``: any identity-folder tree becomes a training set, each source image
-giving ``copies`` samples that stay clean with probability ``clean`` (FROM's 1:2), written as
-WebDataset shards (default) or in the folder form, with ``classes.csv``.
+folds kept); ``bin`` does the same for an insightface verification ``.bin``. ``folder``: any
+identity-folder tree becomes a training set, each source image giving ``copies`` samples that
+stay clean with probability ``clean`` (FROM's 1:2), written as WebDataset shards (default), in
+the folder form or as an insightface pack (:mod:`occgen.pack_writer`), with ``classes.csv``;
+``rec`` does the same for an insightface pack. The inputs of every source are listed and read
+by :mod:`occgen.build_sources`.
 
 The work is a sorted list of samples cut into fixed units of ``unit_size``
 (:mod:`occgen.build_plan`); unit ``u`` belongs to job ``u % num_shards``, runs in any worker
@@ -25,15 +28,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from alob_common.atomic import remove_stale_temporaries, write_bytes_atomic
-from alob_common.images import decode_rgb, no_images_message, scan_images
+from alob_common.errors import UserError
+from alob_common.images import decode_rgb
 from alob_common.pairs import Pairs, parse_pairs_txt
 from alob_common.settings import check_same_settings
 from occgen import __version__
-from occgen.build_config import BuildConfig, Job, dataset_name, prepare_config
+from occgen.build_config import (
+    TRAINING_SOURCES,
+    BuildConfig,
+    Job,
+    dataset_name,
+    prepare_config,
+)
 from occgen.build_plan import (
     MANIFEST_COLUMNS,
     SPLIT,
@@ -41,12 +52,13 @@ from occgen.build_plan import (
     cut_units,
     list_sources,
     make_samples,
-    scan_inputs,
     unit_done,
     unit_paths,
 )
+from occgen.build_sources import bin_pairs, list_inputs, read_input
 from occgen.build_worker import init_worker, run_unit
 from occgen.library import OccgenError
+from occgen.pack_writer import assemble_pack
 
 __all__ = ["BuildConfig", "Job", "assemble", "build", "dataset_name", "list_sources"]
 
@@ -58,13 +70,15 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
     pairs = None
     if job.config.source == "lfw" and job.config.pairs:
         pairs = parse_pairs_txt(job.config.pairs)  # early, so a bad pairs file fails before any work
+    elif job.config.source == "bin":
+        pairs = bin_pairs(src, rels)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if job.num_shards == 1:  # this job owns OUT: what a killed run left half-written goes
             remove_stale_temporaries(out)
     except OSError as err:
         raise OccgenError(f"cannot write to output folder {out}: {err.strerror or err}") from None
-    first = next((decode_rgb((src / r).read_bytes()) for r in rels[:20] if (src / r).is_file()), None)
+    first = next((image for r in rels[:20] if (image := _first_image(job.config.source, src, r)) is not None), None)
     config = prepare_config(job.config, first)
     _check_settings(out, config, overwrite)
     samples, identities = make_samples(rels, config)
@@ -72,7 +86,7 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
     mine = [u for u in range(len(units)) if u % job.num_shards == job.shard_index]
     if overwrite:
         for u in mine:
-            unit_paths(out, u)[0].unlink(missing_ok=True)
+            unit_paths(out, u, config.format)[0].unlink(missing_ok=True)
     todo = [u for u in mine if not unit_done(out, u, config)]
     if not (out / "dataset.json").exists() or overwrite:
         _write_json(out, job, config, {"complete": False}, inputs)
@@ -88,19 +102,25 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
 
 
 def _check_job(job: Job, src: Path, out: Path) -> tuple[list[str], list[dict], dict]:
-    """The usable inputs, the failed rows carried over from alignment and the scan summary of
-    SRC; OccgenError when SRC, OUT or the job's part cannot work."""
-    if not src.is_dir():
-        raise OccgenError(f"source folder not found: {src}")
-    scan = scan_inputs(src)
-    rels, failed_rows = list_sources(src, scan)
-    if not rels:
-        raise OccgenError(no_images_message(src, scan_images(src)))
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise OccgenError("OUT must not be SRC or lie inside it")
+    """The usable inputs, the failed rows carried over from alignment and the summary of what
+    SRC holds; OccgenError when SRC, OUT or the job's part cannot work."""
     if not 0 <= job.shard_index < job.num_shards:
         raise OccgenError(f"--shard-index must lie in 0..{job.num_shards - 1}")
-    return rels, failed_rows, scan.summary()
+    if job.config.format == "rec" and not job.config.training:
+        raise OccgenError(f"--format rec writes a training pack: use it with --source {' or '.join(TRAINING_SOURCES)}")
+    if job.config.pairs and job.config.source != "lfw":
+        raise OccgenError("--pairs is for --source lfw (a .bin holds its own pairs)")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise OccgenError("OUT must not be SRC or lie inside it")
+    return list_inputs(job.config.source, src)
+
+
+def _first_image(source: str, src: Path, name: str) -> np.ndarray | None:
+    """The decoded input ``name``, None when unreadable (the ratio mode's calibration size)."""
+    try:
+        return decode_rgb(read_input(source, src, name))
+    except (OSError, UserError):
+        return None
 
 
 def _check_settings(out: Path, config: BuildConfig, overwrite: bool) -> None:
@@ -161,9 +181,11 @@ def assemble(out: Path, job: Job, config: BuildConfig, identities: list[str], fa
     write_bytes_atomic(out / "manifest.csv", manifest.to_csv(index=False).encode())
     ok = manifest[manifest["status"] == "ok"]
     summary: dict = {"complete": True, "run": run}
-    if config.source == "folder":
+    if config.training:
         _write_classes(out, ok, identities)
-    if config.source == "lfw" and pairs is not None:
+    if config.format == "rec":
+        summary["pack"] = assemble_pack(out, [piece.with_suffix(".rec") for piece in pieces], identities)
+    if not config.training and pairs is not None:
         summary["pairs"] = _write_pairs(out, ok, pairs)
     occluded = ok[ok["kind"].isin(["occluder", "mask"])]
     summary["counts"] = {

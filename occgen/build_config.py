@@ -20,14 +20,17 @@ from occgen.synth import (
     parse_scale_set,
 )
 
-SOURCES = ("lfw", "folder")
+SOURCES = ("lfw", "folder", "rec", "bin")
+TRAINING_SOURCES = ("folder", "rec")  # training sets; the others are verification sets with pairs.csv
+FORMATS = ("folder", "shards", "rec")
 KINDS = ("occluder", "mask", "mixed")
 # The occluder size mode when none is given: LFW-OCC-3.0's mean coverage for evaluation sets,
 # FROM's training recipe for training sets (scale sets written as on the command line).
 DEFAULT_SIZE_MODE: dict[str, dict[str, float | str]] = {
     "lfw": {"ratio": 0.52}, "folder": {"scale_set": FROM_TRAINING_SCALE_SET},
+    "rec": {"scale_set": FROM_TRAINING_SCALE_SET}, "bin": {"ratio": 0.52},
 }
-DEFAULT_FORMAT = {"lfw": "folder", "folder": "shards"}  # the output form when none is given
+DEFAULT_FORMAT = {"lfw": "folder", "folder": "shards", "rec": "shards", "bin": "folder"}  # when none is given
 DEFAULT_CLEAN_RATIO = "1:2"  # clean:occluded training samples (FROM's)
 
 
@@ -50,12 +53,12 @@ def default_occlusion(source: str, **options) -> OcclusionConfig:
 class BuildConfig:
     """Everything that decides the output (``settings`` in dataset.json) plus how work is split."""
 
-    source: str  # "lfw" or "folder"
+    source: str  # one of SOURCES
     occlusion: OcclusionConfig
     seed: int = 0
     copies: int = 1
     clean: float = parse_clean_ratio(DEFAULT_CLEAN_RATIO)  # probability that a training sample stays clean
-    format: str = "folder"  # "folder" or "shards"
+    format: str = "folder"  # one of FORMATS
     image_format: str = "jpg"
     jpeg_quality: int = 95
     unit_size: int = 1000
@@ -64,6 +67,12 @@ class BuildConfig:
     kind: str = "occluder"  # occluder, mask or mixed (of the occluded samples, mask_fraction get masks)
     masks: MaskConfig = field(default_factory=MaskConfig)
     mask_fraction: float = 0.5
+
+    @property
+    def training(self) -> bool:
+        """A training set (samples with copies, some kept clean, classes.csv) rather than a
+        verification set (every image occluded beside its clean copy, pairs.csv)."""
+        return self.source in TRAINING_SOURCES
 
     def settings(self) -> dict:
         """The settings as plain JSON values; occluder builds keep the keys they always had."""
@@ -108,13 +117,23 @@ def dataset_name(config: BuildConfig, src: str | Path) -> str:
         tag, usual = f"s{min(occ.scale_set):g}-{max(occ.scale_set):g}", "alpha"
     else:
         tag, usual = f"r{occ.ratio:g}", "alpha"
-    base = "lfw" if config.source == "lfw" else Path(src).resolve().name
+    base = "lfw" if config.source == "lfw" else _source_name(config.source, Path(src))
     if config.kind == "mask":
         return f"{base}-masked"
     if config.kind == "mixed":
         tag += f"-m{config.mask_fraction:g}"
     name = f"{base}-occ-{tag}" + ("" if occ.blend == usual else f"-{occ.blend}")
     return name + ("-semantic" if occ.placement == "semantic" else "")
+
+
+def _source_name(source: str, src: Path) -> str:
+    """``faces_webface_112x112`` for a pack folder or its ``.rec``, ``lfw`` for ``lfw.bin``, the
+    folder's name for a folder."""
+    if source == "bin":
+        return src.stem
+    if source == "rec" and src.suffix == ".rec":
+        return src.resolve().parent.name
+    return src.resolve().name
 
 
 def prepare_config(config: BuildConfig, first_image: np.ndarray | None) -> BuildConfig:

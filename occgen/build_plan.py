@@ -72,7 +72,7 @@ def make_samples(rels: list[str], config: BuildConfig) -> tuple[list[Sample], li
     identities = sorted({_identity(r) for r in rels})
     labels = {name: i for i, name in enumerate(identities)}
     samples = []
-    copies = config.copies if config.source == "folder" else 1
+    copies = config.copies if config.training else 1
     for rel in rels:
         stem = rel.rsplit(".", 1)[0]
         for k in range(copies):
@@ -91,12 +91,15 @@ def cut_units(samples: list[Sample], unit_size: int) -> list[list[Sample]]:
     return [samples[i : i + unit_size] for i in range(0, len(samples), unit_size)]
 
 
-def unit_paths(out: Path, unit: int) -> tuple[Path, Path]:
-    """A unit's manifest piece and (in shard form) its tar."""
-    return out / ".parts" / f"{SPLIT}-{unit:06d}.csv", out / "shards" / f"{SPLIT}-{unit:06d}.tar"
+def unit_paths(out: Path, unit: int, fmt: str) -> tuple[Path, Path | None]:
+    """A unit's manifest piece and its data file: the tar in shard form, the piece of the pack
+    (a small ``.rec``, assembled into ``train.rec`` at the end) in rec form, None in folder form."""
+    name = f"{SPLIT}-{unit:06d}"
+    data = {"shards": out / "shards" / f"{name}.tar", "rec": out / ".parts" / f"{name}.rec"}.get(fmt)
+    return out / ".parts" / f"{name}.csv", data
 
 
 def unit_done(out: Path, unit: int, config: BuildConfig) -> bool:
-    """Whether a unit finished: its manifest piece exists (and its tar, in shard form)."""
-    piece, shard = unit_paths(out, unit)
-    return piece.exists() and (config.format != "shards" or shard.exists())
+    """Whether a unit finished: its manifest piece exists (and its tar or pack piece)."""
+    piece, data = unit_paths(out, unit, config.format)
+    return piece.exists() and (data is None or data.exists())

@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 
 from alob_common.atomic import link_or_copy_atomic, write_bytes_atomic
+from alob_common.errors import UserError
 from alob_common.images import decode_rgb, encode
 from occgen.build_config import BuildConfig
 from occgen.build_plan import MANIFEST_COLUMNS, SPLIT, Sample, unit_paths
+from occgen.build_sources import read_input
 from occgen.face_landmarks import crop_landmarks
 from occgen.library import library_or_default
 from occgen.masks import mask_face
 from occgen.masktheface import load_templates_cached
+from occgen.pack_writer import write_pack_piece
 from occgen.rng import rng_for
 from occgen.synth import occlude
 from occgen.writers import FolderWriter, ShardWriter
@@ -60,9 +63,11 @@ def run_unit(task: tuple[str, str, int, list[Sample]]) -> tuple[int, int]:
             written.append((sample, outputs, rows_for[-1]))
     if config.format == "shards":
         _write_shard(out, unit, written, rows, config)
+    elif config.format == "rec":
+        write_pack_piece(unit_paths(out, unit, "rec")[1], [(s.label, o["image"]) for s, o, _ in written], rows)
     else:
-        _write_files(src, out, written)
-    piece, _ = unit_paths(out, unit)
+        _write_files(src, out, written, config.source)
+    piece, _ = unit_paths(out, unit, config.format)
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     write_bytes_atomic(piece, frame.to_csv(index=False).encode())
     return unit, len(written)
@@ -82,11 +87,14 @@ def _write_shard(out: Path, unit: int, written: list[tuple[Sample, dict, dict]],
             row["shard"] = shard
 
 
-def _write_files(src: Path, out: Path, written: list[tuple[Sample, dict, dict]]) -> None:
-    """The unit's samples in the folder form: image, mask and (lfw) the clean copy."""
+def _write_files(src: Path, out: Path, written: list[tuple[Sample, dict, dict]], source: str) -> None:
+    """The unit's samples in the folder form: image, mask and (verification sets) the clean
+    copy, linked to a source file or written from the bytes read out of a ``.bin``."""
     folder = FolderWriter(out)
     for sample, outputs, row in written:
-        if "clean_copy" in outputs:
+        if "clean_copy" in outputs and source == "bin":
+            folder.write(outputs["clean_path"], outputs["clean_copy"])
+        elif "clean_copy" in outputs:
             link_or_copy_atomic(os.path.realpath(src / sample.rel), out / outputs["clean_path"], outputs["clean_copy"])
         folder.write(row["path"], outputs["image"])
         if row["mask_path"]:
@@ -125,23 +133,23 @@ def make_sample(src: Path, sample: Sample, config: BuildConfig) -> tuple[list[di
     base.update(source=sample.rel, identity=sample.identity, label=sample.label, key=sample.key,
                 seed=config.seed, status="ok")
     try:
-        data = (src / sample.rel).read_bytes()
-    except OSError as err:
-        return [dict(base, status="failed", reason=f"unreadable: {err.strerror or err}")], {}
+        data = read_input(config.source, src, sample.rel)
+    except (OSError, UserError) as err:
+        return [dict(base, status="failed", reason=f"unreadable: {getattr(err, 'strerror', None) or err}")], {}
     image = decode_rgb(data)
     if image is None:
         return [dict(base, status="failed", reason="not a readable image")], {}
     out_image, mask, row = _transform(src, sample, image, base, config)
     stem = sample.rel.rsplit(".", 1)[0]
     ext = "." + config.image_format
-    suffix = f"_{sample.copy}" if config.source == "folder" and config.copies > 1 else ""
+    suffix = f"_{sample.copy}" if config.training and config.copies > 1 else ""
     outputs = {"name": f"s{sample.index:08d}", "image": encode(out_image, ext, config.jpeg_quality),
                "mask": encode(mask, ".png")}
     rows = []
     if config.format == "folder":
         row["path"] = f"images/{stem}{suffix}{ext}"
         row["mask_path"] = f"masks/{stem}{suffix}.png" if row["occluded"] else ""
-    if config.source == "lfw":
+    if not config.training:
         clean = dict(base, occluded=False, kind="clean", ratio=0.0, path=f"clean/{sample.rel}")
         rows.append(clean)
         outputs["clean_copy"], outputs["clean_path"] = data, clean["path"]
@@ -154,7 +162,7 @@ def _transform(src: Path, sample: Sample, image: np.ndarray, base: dict, config:
     """Keep the sample clean, mask it or occlude it, by its own random draws; returns the image,
     the mask (uint8, 255 where covered) and the manifest row."""
     rng = rng_for(config.seed, sample.key)
-    if config.source == "folder" and rng.random() < config.clean:
+    if config.training and rng.random() < config.clean:
         return image, np.zeros(image.shape[:2], np.uint8), dict(base, occluded=False, kind="clean", ratio=0.0)
     if config.kind == "mask" or (config.kind == "mixed" and rng.random() < config.mask_fraction):
         out_image, mask, info = _mask_sample(src, sample, image, rng, config)

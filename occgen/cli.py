@@ -22,6 +22,7 @@ from occgen.build_config import (
     DEFAULT_CLEAN_RATIO,
     DEFAULT_FORMAT,
     DEFAULT_SIZE_MODE,
+    FORMATS,
     KINDS,
     SOURCES,
     BuildConfig,
@@ -51,7 +52,8 @@ def main() -> None:
     """Occlusion synthesis for aligned face crops (FROM's LFW-OCC and training sets, and better).
 
     \b
-    occgen build    occlude an aligned folder into a dataset (folder form or WebDataset shards)
+    occgen build    occlude an aligned folder, an insightface pack or .bin into a dataset
+    occgen to-bin   a folder dataset's pairs.csv as an insightface verification .bin
     occgen preview  contact sheet of a built dataset with mask outlines
     occgen assets   list, draw or regenerate the occluder library
     """
@@ -96,8 +98,8 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
     Size mode: one of --factor, --scale-set, --ratio [default: {_size_mode_help()}]; occluders
     only, --kind mask has its own options (--mask-*, --landmarks). Outputs (described in README.md):
     OUT/manifest.csv (one row per output and per failed input), OUT/dataset.json (settings,
-    counts, coverage mean and spread, the files in SRC that are not images), OUT/pairs.csv (lfw)
-    or OUT/classes.csv (folder). Reruns resume.
+    counts, coverage mean and spread, the files in SRC that are not images), OUT/pairs.csv (lfw,
+    bin) or OUT/classes.csv (folder, rec). Reruns resume.
 
     \b
     Examples:
@@ -106,6 +108,8 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
       occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
       occgen build --source lfw --kind mask --src lfw-aligned --pairs pairs.txt --out lfw-masked
       occgen build --source folder --kind mixed --mask-fraction 0.5 --src casia-aligned --out casia-mixed
+      occgen build --source rec --src faces_webface_112x112 --out webface-occ --format rec
+      occgen build --source bin --src faces_webface_112x112/lfw.bin --out lfw-bin-occ --ratio 0.52
     """
 
 
@@ -126,8 +130,12 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
                    "template landmarks (recorded in the manifest); no face is dropped.")
 @click.option("--source", type=click.Choice(SOURCES), required=True,
               help="lfw: every image occluded once, next to a clean copy, plus pairs.csv (evaluation set). "
-                   "folder: any identity-folder tree to a training set with clean and occluded samples.")
-@click.option("--src", required=True, type=click.Path(file_okay=False), help="Aligned folder (align-faces output or any identity tree).")
+                   "folder: any identity-folder tree to a training set with clean and occluded samples. "
+                   "rec: an insightface pack to a training set (identities from its labels). "
+                   "bin: an insightface verification .bin to an evaluation set like lfw (its pairs and folds).")
+@click.option("--src", required=True, type=click.Path(),
+              help="Aligned folder (align-faces output or any identity tree); for rec a pack folder (train.rec, "
+                   "train.idx, property) or a .rec; for bin a .bin file.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output folder [default: the dataset's conventional name in the current folder, e.g. lfw-occ-3.0, "
                    "lfw-occ-r0.52].")
@@ -158,8 +166,9 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
               help="--source folder: clean:occluded proportion of training samples.")
 @click.option("--copies", type=click.IntRange(1, None), default=BuildConfig.copies, show_default=True,
               help="--source folder: samples made from each source image.")
-@click.option("--format", "fmt", type=click.Choice(["folder", "shards"]), default=None,
-              help="folder (images/, masks/) or shards (WebDataset tars) [default: "
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="folder (images/, masks/), shards (WebDataset tars) or rec (an insightface pack: train.rec, "
+                   "train.idx, property; training sets only) [default: "
                    + ", ".join(f"{fmt} for {source}" for source, fmt in DEFAULT_FORMAT.items()) + "].")
 @click.option("--image-format", type=click.Choice(["jpg", "png"]), default=BuildConfig.image_format, show_default=True)
 @click.option("--jpeg-quality", type=click.IntRange(50, 100), default=BuildConfig.jpeg_quality, show_default=True)
@@ -275,6 +284,39 @@ def _report_pairs(p: dict, out: str) -> None:
         click.echo(f"warning: pairs line {s['line']} skipped: {s['reason']}", err=True)
     if len(p["skipped"]) > 5:
         click.echo(f"warning: {len(p['skipped']) - 5} more pairs skipped (see dataset.json)", err=True)
+
+
+@main.command("to-bin", context_settings=CONTEXT)
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+def to_bin(dataset, out) -> None:
+    """Write DATASET's pairs.csv as an insightface verification .bin OUT: for each pair, the path1
+    and path2 files as stored (e.g. clean image 1, occluded image 2) and its same flag.
+
+    
+    Example (an occluded LFW for insightface's or arcface_torch's verification code):
+      occgen to-bin lfw-occ-r0.52 lfw-occ-r0.52.bin
+    """
+    from alob_common.pairs import pairs_csv_table
+    from alob_common.verification_bin import write_pairs_bin
+
+    with _one_line_errors():
+        if not (Path(dataset) / "pairs.csv").is_file():
+            raise OccgenError(f"{dataset}: no pairs.csv (build it with occgen build --source lfw --pairs or --source bin)")
+        try:
+            table = pairs_csv_table(dataset)
+        except (OSError, ValueError) as err:
+            raise OccgenError(f"cannot read {dataset}/pairs.csv: {err}") from None
+        if table.empty:
+            raise OccgenError(f"{dataset}/pairs.csv holds no pair")
+        try:
+            contiguous = write_pairs_bin(out, table)
+        except OSError as err:
+            raise OccgenError(f"cannot write {out}: {err.strerror or err}") from None
+    if not contiguous:
+        click.echo("warning: pairs.csv's folds are not 10 contiguous folds of its pairs; insightface will cut "
+                   "the .bin into those, so its fold figures differ", err=True)
+    click.echo(f"wrote {len(table)} pairs ({2 * len(table)} images) to {out}")
 
 
 @main.command(context_settings=CONTEXT)

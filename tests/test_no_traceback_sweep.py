@@ -62,6 +62,10 @@ def corpus(tmp_path_factory) -> Path:
         tar.addfile(info, io.BytesIO(data))
     (root / "shards-nojson" / "classes.csv").write_text("label,identity,count\n0,a,1\n")
     (root / "not-npz.npz").write_text("not a numpy file")
+    (root / "garbage.bin").write_bytes(b"\x80\x04junk")
+    (root / "pack-garbage").mkdir()
+    (root / "pack-garbage" / "train.rec").write_bytes(b"\x00garbage" * 100)
+    (root / "pack-garbage" / "train.idx").write_text("0\t0\n1\t16\n")
     return root
 
 
@@ -83,6 +87,7 @@ CASES = {
     "align: bad image files": ("align-faces", "{root}/bad-images", "{tmp}/o", "--workers", "0", "--quiet"),
     "align: OUT under a file": ("align-faces", "{root}/bad-images", "{root}/a-file/o", "--workers", "0"),
     "align: bad size": ("align-faces", "{root}/bad-images", "{tmp}/o", "--size", "3x3"),
+    "align: bad shard index": ("align-faces", "{root}/bad-images", "{tmp}/o", "--num-shards", "2", "--shard-index", "5"),
     # occgen
     "occgen build: missing SRC": ("occgen", "build", "--source", "folder", "--src", "{root}/nope", "--out", "{tmp}/o"),
     "occgen build: SRC without images": ("occgen", "build", "--source", "folder", "--src", "{root}/only-text",
@@ -97,6 +102,15 @@ CASES = {
                                        "--out", "{root}/a-file/o", "--quiet"),
     "occgen build: bad scale set": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
                                     "--out", "{tmp}/o", "--scale-set", "5:1:1"),
+    "occgen build: garbage pack": ("occgen", "build", "--source", "rec", "--src", "{root}/pack-garbage", "--out",
+                                   "{tmp}/o", "--workers", "0", "--quiet"),
+    "occgen build: pack without index": ("occgen", "build", "--source", "rec", "--src", "{root}/a-file", "--out",
+                                         "{tmp}/o"),
+    "occgen build: garbage bin": ("occgen", "build", "--source", "bin", "--src", "{root}/garbage.bin", "--out",
+                                  "{tmp}/o"),
+    "occgen build: bin is a folder": ("occgen", "build", "--source", "bin", "--src", "{root}/empty", "--out", "{tmp}/o"),
+    "occgen to-bin: no pairs.csv": ("occgen", "to-bin", "{root}/only-text", "{tmp}/x.bin"),
+    "occgen to-bin: missing images": ("occgen", "to-bin", "{root}/pairs-good", "{root}/a-file/x.bin"),
     "occgen preview: not a dataset": ("occgen", "preview", "{root}/only-text"),
     "occgen preview: missing": ("occgen", "preview", "{root}/nope"),
     "occgen assets: bad occluders": ("occgen", "assets", "--occluders", "{root}/only-text"),
@@ -118,6 +132,7 @@ CASES = {
                                  "--out", "{tmp}/rep"),
     "eval: malformed pairs.txt": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench",
                                   "x={root}/bad-images@{root}/pairs-malformed.txt"),
+    "eval: garbage bin": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/garbage.bin"),
     "eval: bench without pairs": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/empty"),
     "eval ar: empty": ("alob-eval", "ar", "--ar-dir", "{root}/empty", "--embeddings", "{root}/not-npz.npz"),
     "eval tsne: missing": ("alob-eval", "tsne", "--images", "{root}/nope", "--embeddings", "{root}/not-npz.npz"),

@@ -194,8 +194,10 @@ def test_size_mode_and_format_defaults_are_python_data(tree, tmp_path):
     assert default_occlusion("lfw", factor=3.0, blend="rect") == OcclusionConfig(factor=3.0, blend="rect")
     runner = CliRunner()
     help_text = " ".join(runner.invoke(main, ["build", "-h"]).output.split())
-    assert "[default: --ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder]" in help_text
-    assert "DESIGN.md" not in help_text and "[default: folder for lfw, shards for folder]" in help_text
+    assert ("[default: --ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder, --scale-set 1:0.5:5 for rec, "
+            "--ratio 0.52 for bin]") in help_text
+    assert "DESIGN.md" not in help_text
+    assert "[default: folder for lfw, shards for folder, shards for rec, folder for bin]" in help_text
     DEFAULT_SIZE_MODE["folder"]["scale_set"], saved = "2:1:4", DEFAULT_SIZE_MODE["folder"]["scale_set"]
     try:  # the CLI reads the defaults, it does not repeat them
         result = runner.invoke(main, ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "o"),

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from alob_common.errors import UserError
+from alob_common.insightface_pack import open_pack
 from alob_common.recordio import (
     RecordIOError,
     RecordReader,
     RecordWriter,
     frame_record,
-    open_pack,
     pack_image_record,
     unpack_image_record,
 )
