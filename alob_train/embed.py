@@ -16,7 +16,7 @@ import torch
 
 from alob_common.images import read_rgb
 from alob_common.pairs import PairsError, pairs_csv_table
-from alob_common.verification import Embedder, cosine_scores, fold_accuracy
+from alob_common.verification import Embedder, cosine_scores, fold_accuracy, verification_folds
 from alob_train.data import DataError
 from alob_train.preprocess import fit_to_input, normalize
 
@@ -80,7 +80,9 @@ def validate_folder(model: torch.nn.Module, root: str | Path, input_size: tuple[
     paths = list(dict.fromkeys([*pairs.path1, *pairs.path2]))
     vectors = embed_paths(model_embedder(model, input_size, device, channels_last), paths, batch_size, progress=False)
     scores = cosine_scores(np.stack([vectors[p] for p in pairs.path1]), np.stack([vectors[p] for p in pairs.path2]))
-    result = fold_accuracy(scores, pairs.same.to_numpy(bool), pairs.fold.to_numpy())
+    same = pairs.same.to_numpy(bool)
+    folds, _rule = verification_folds(same, pairs.fold.to_numpy())  # the alob-eval rule, one fold included
+    result = fold_accuracy(scores, same, folds)
     return {"val_acc": result.mean, "val_std": result.std, "val_pairs": float(len(pairs))}
 
 

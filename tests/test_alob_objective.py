@@ -141,3 +141,19 @@ def test_training_stops_on_a_validation_plateau(tmp_path, monkeypatch):
     summary = train(config)
     assert summary["stopped_on_plateau"] is True
     assert summary["epochs_completed"] == 4 and summary["best_val_acc"] == pytest.approx(0.7)
+
+
+def test_validation_on_a_one_fold_pair_list_uses_the_evaluation_rule(tmp_path):
+    """--val on an occgen set built from a pairs.txt headed ``1 n`` (one fold) is scored by
+    re-cut folds, as alob-eval does, instead of failing for want of held-out pairs."""
+    from train_fixtures import write_pairs
+
+    from alob_train.embed import validate_folder
+
+    val = write_pairs(tmp_path / "val", classes=4, per_class=6)
+    table = pd.read_csv(val / "pairs.csv")
+    table["fold"] = 0
+    table.to_csv(val / "pairs.csv", index=False)
+    model = ALOB(num_classes=4, backbone="lightcnn9", variant="baseline", input_size=(40, 32)).eval()
+    result = validate_folder(model, val, (40, 32))
+    assert 0.0 <= result["val_acc"] <= 1.0 and result["val_pairs"] == len(table)
