@@ -60,7 +60,7 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     """Embedder and a description of a trained model (best.pt, else last.pt, by default)."""
     import torch
 
-    from alob_train.checkpoint import load_model
+    from alob_train.checkpoint import CheckpointError, load_model
     from alob_train.embed import fuse_conv_bn, model_embedder
 
     run = Path(checkpoint)
@@ -68,6 +68,8 @@ def _checkpoint_embedder(checkpoint: str, which: str):
         which = "last"
     try:
         model, cfg = load_model(run, which)
+    except CheckpointError as err:
+        raise click.ClickException(str(err)) from None
     except (FileNotFoundError, KeyError, RuntimeError) as err:
         raise click.ClickException(f"cannot load checkpoint {checkpoint}: {err}") from None
     name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"

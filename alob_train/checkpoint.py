@@ -5,12 +5,16 @@ checkpoint holds, and the model rebuilt from one."""
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from alob_common.errors import UserError
 from alob_train import __version__
 from alob_train.config import TrainConfig
 from alob_train.model import ALOB
@@ -35,9 +39,37 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain values only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or does not hold what is needed; the file is left as it is."""
+
+
+MODEL_KEYS = ("model", "classes", "config")
+TRAINING_KEYS = MODEL_KEYS + ("optimizers", "schedulers", "scaler", "step", "rng", "best_val_acc")
+_DAMAGE = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError,
+           IndexError, TypeError)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first sentence of an exception's message (torch's run to many), or its type."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return re.split(r"(?<=\.)\s", line)[0].rstrip(".")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    keys: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain values only) that
+    holds ``keys``; a damaged file (cut short, overwritten, not a checkpoint) raises
+    :class:`CheckpointError` naming it, and is never touched."""
+    hint = ("it was left as it is: restore it from a copy, or copy an intact checkpoints/epoch_NNN.pt "
+            "over it to continue from that epoch")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except _DAMAGE as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: file is damaged ({_first_line(err)}); {hint}") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"cannot read checkpoint {path}: file is damaged (no {', '.join(missing)}); {hint}")
+    return state
 
 
 def rng_state() -> dict[str, Any]:
@@ -75,16 +107,19 @@ def training_state(model: ALOB, optimizers: dict, schedulers: dict, scaler: torc
 def restore_training_state(state: dict[str, Any], model: ALOB, optimizers: dict, schedulers: dict,
                            scaler: torch.amp.GradScaler | None) -> tuple[int, float | None]:
     """Load what :func:`training_state` saved into freshly built parts and restore the random
-    states; returns ``(step, best_val_acc)``."""
-    model.load_state_dict(state["model"])
-    for k, o in optimizers.items():
-        o.load_state_dict(state["optimizers"][k])
-    for k, s in schedulers.items():
-        s.load_state_dict(state["schedulers"][k])
-    if scaler is not None and state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    return int(state["step"]), state["best_val_acc"]
+    states; returns ``(step, best_val_acc)``. A state that does not fit raises :class:`CheckpointError`."""
+    try:
+        model.load_state_dict(state["model"])
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if scaler is not None and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        return int(state["step"]), state["best_val_acc"]
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"the checkpoint does not fit the run's model and settings ({_first_line(err)})") from None
 
 
 def load_model(run_or_file: str | Path, which: str = "last",
@@ -94,6 +129,7 @@ def load_model(run_or_file: str | Path, which: str = "last",
 
     Returns ``(model, config)``, ``config`` being the run's settings (backbone, variant,
     input_size ...), so that an evaluation feeds images of the size the model was trained on.
+    Raises :class:`CheckpointError` for a damaged checkpoint.
     """
     path = Path(run_or_file)
     if path.is_dir():
@@ -101,8 +137,11 @@ def load_model(run_or_file: str | Path, which: str = "last",
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = load_checkpoint(path, map_location)
-    model = ALOB.from_config(TrainConfig.from_json(state["config"]), len(state["classes"]))
-    model.load_state_dict(state["model"])
+    try:
+        model = ALOB.from_config(TrainConfig.from_json(state["config"]), len(state["classes"]))
+        model.load_state_dict(state["model"])
+    except (UserError, KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: file is damaged ({_first_line(err)})") from None
     return model.eval(), state["config"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import fields
@@ -18,9 +17,11 @@ from alob_train.backbones import BACKBONES
 from alob_train.config import (
     DEFAULT_PRESET,
     PRESETS,
+    ConfigError,
     TrainConfig,
     config_defaults,
     default_out,
+    load_run_config,
     resolve_config,
     resume_config,
 )
@@ -61,11 +62,13 @@ def _size(ctx, param, value: str) -> tuple[int, int] | None:
 
 
 def _resumed(out: str, overrides: dict, preset: str | None) -> TrainConfig:
-    """The stored config of the run in ``out`` with the rerun's settings; refuses changed ones."""
-    run_json = Path(out) / "run.json"
-    if not run_json.is_file():
-        raise click.ClickException(f"nothing to resume: {run_json} not found")
-    stored = TrainConfig.from_json(json.loads(run_json.read_text())["config"])
+    """The stored config of the run in ``out`` (which is where it continues, wherever the folder
+    was made) with the rerun's settings; refuses changed ones and stored nonsense."""
+    stored = load_run_config(out)
+    for key, choices in (("backbone", BACKBONES), ("variant", VARIANTS)):
+        if getattr(stored, key) not in choices:
+            raise ConfigError(f"cannot use {Path(out) / 'run.json'}: config.{key} {getattr(stored, key)!r} is not "
+                              f"one of {', '.join(choices)}; restore it from a copy or start a new run (another --out)")
     return resume_config(stored, overrides, preset)
 
 
@@ -152,6 +155,8 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
               help="Steps per metrics.csv/TensorBoard row.")
 @click.option("--save-every", type=click.IntRange(0, None), default=_DEFAULTS["save_every"], show_default=True,
               help="Also write last.pt every N steps (0: at epoch ends and when the run stops).")
+@click.option("--max-bad-samples", type=click.IntRange(0, None), default=_DEFAULTS["max_bad_samples"], show_default=True,
+              help="Unreadable or unlabelled samples (and damaged shards) skipped before the run stops with an error.")
 @click.option("--tensorboard/--no-tensorboard", default=_DEFAULTS["tensorboard"], show_default=True, help="Write TensorBoard logs to RUN/tensorboard.")
 @click.option("--quiet", "progress", flag_value=False, default=_DEFAULTS["progress"], help="No progress bar.")
 @click.pass_context
@@ -191,8 +196,18 @@ def main(ctx: click.Context, **opts) -> None:
         f"this session {summary['session_steps']} steps in {summary['seconds']:.1f} s, {summary['samples_per_s']:.1f} samples/s"
         + (f"; last loss {summary['final_loss']:.4f}, training accuracy {acc:.4f}" if acc is not None else "")
         + (f"; best val accuracy {summary['best_val_acc']:.4f}" if summary["best_val_acc"] is not None else "")
-        + f"\ncheckpoint: {summary['checkpoint']}\nmetrics: {Path(config.out) / 'metrics.csv'}"
+        + f"\ncheckpoint: {Path(config.out) / summary['checkpoint']}\nmetrics: {Path(config.out) / 'metrics.csv'}"
+        + _bad_line(summary.get("bad_samples"))
     )
+
+
+def _bad_line(bad: dict | None) -> str:
+    """The summary's line on skipped samples (none when there were none)."""
+    if not bad or not bad["count"]:
+        return ""
+    first = bad["samples"][0]
+    return (f"\nskipped {bad['count']} bad samples (limit {bad['limit']}), listed in run.json; the first: "
+            f"{first['sample']}: {first['reason']}")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ what is trained.
 
 from __future__ import annotations
 
+import json
 import os
+import types
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
+from alob_common.errors import UserError
 from alob_common.settings import check_same_settings
 
 # The paper's training configuration (§4.2): 21 epochs, batch 128, learning rates ÷10 after epoch
@@ -33,9 +37,13 @@ _DEFAULT = PRESETS[DEFAULT_PRESET]
 
 # Settings that do not change what is trained: a resumed run may give them other values.
 RESUMABLE = ("epochs", "max_steps", "workers", "device", "log_every", "save_every", "val", "val_batch_size", "patience",
-             "tensorboard", "progress", "threads", "compile")
+             "tensorboard", "progress", "threads", "compile", "max_bad_samples")
 # Where the run and its data are may change too (the data's classes are checked on resume).
 _PLACES = ("data", "out")
+
+
+class ConfigError(UserError):
+    """A run's stored settings (``run.json``) that cannot be read or make no sense."""
 
 
 def default_workers() -> int:
@@ -102,6 +110,7 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True
     threads: int | None = None
+    max_bad_samples: int = 10
 
     def __post_init__(self) -> None:
         if self.lr_trimmer is None or self.lr_identifier is None:
@@ -110,15 +119,90 @@ class TrainConfig:
             self.lr_identifier = rates["lr_identifier"] if self.lr_identifier is None else self.lr_identifier
 
     def to_json(self) -> dict[str, Any]:
-        """The settings as JSON values (tuples become lists), as ``run.json`` stores them."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The settings as JSON values, as ``run.json`` and checkpoints store them: tuples become
+        lists, and the paths do not depend on where the run lies or the command ran (``out`` is
+        ``"."``, ``data`` and ``val`` relative to the run folder when inside it, else absolute), so
+        that a copied run folder is a run of its own."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        values.update(out=".", data=_portable(self.data, self.out), val=_portable(self.val, self.out))
+        return values
 
     @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """Back from :meth:`to_json`; unknown keys are ignored, missing ones take the defaults."""
-        known = {f.name for f in fields(cls)}
+    def from_json(cls, values: Mapping[str, Any], run: str | Path | None = None) -> "TrainConfig":
+        """Back from :meth:`to_json`; unknown keys are ignored, missing ones take the defaults.
+        With ``run`` (the folder the values were stored in) ``out`` becomes ``run`` and relative
+        paths are taken from it. Raises :class:`ConfigError` for a value of the wrong type."""
+        known = {f.name: f for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        for key, value in values.items():
+            if not _fits(value, _HINTS[key]):
+                raise ConfigError(f"config.{key} is {value!r}, not of type {known[key].type}")
+        if run is not None:
+            values.update(out=str(run), data=_located(values.get("data"), run), val=_located(values.get("val"), run))
         tuples = ("input_size", "milestones", "jitter")
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items() if k in known})
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
+
+
+_HINTS = get_type_hints(TrainConfig)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field annotated ``hint`` (ints for floats too)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in args)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if args[-1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, h) for v, h in zip(value, args))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _portable(path: str | None, run: str) -> str | None:
+    """``path`` as stored in a run: relative to the run folder ``run`` when inside it, else absolute."""
+    if not path:
+        return path
+    absolute, folder = Path(os.path.abspath(path)), Path(os.path.abspath(run))
+    return absolute.relative_to(folder).as_posix() if absolute.is_relative_to(folder) else str(absolute)
+
+
+def _located(path: str | None, run: str | Path) -> str | None:
+    """A stored path back: a relative one is relative to the run folder ``run``. (Runs made before
+    paths were stored this way hold them relative to the working folder; such a path is kept as it
+    is when it exists and its reading under ``run`` does not.)"""
+    if not path or os.path.isabs(path):
+        return path
+    inside = Path(run) / path
+    return path if not inside.exists() and Path(path).exists() else os.path.normpath(inside)
+
+
+def load_run_config(run: str | Path) -> TrainConfig:
+    """The settings stored in ``run/run.json``, with ``out`` set to ``run`` wherever the folder
+    was made (a copied run is resumed in the copy); a missing, unreadable or nonsensical file
+    raises :class:`ConfigError` naming it."""
+    path = Path(run) / "run.json"
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume: {path} not found")
+    hint = "restore it from a copy or start a new run (another --out)"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"cannot read {path}: not a run record ({err}); {hint}") from None
+    stored = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(stored, dict) or not isinstance(stored.get("data"), str):
+        raise ConfigError(f"cannot read {path}: it holds no run settings (\"config\" with \"data\"); {hint}")
+    try:
+        return TrainConfig.from_json(stored, run)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise ConfigError(f"cannot use {path}: {err}; {hint}") from None
 
 
 def config_defaults() -> dict[str, Any]:

@@ -7,6 +7,8 @@ Two inputs are read (the layouts occgen writes; README.md, "occgen" and "alob-tr
 - folders: ``DIR/<identity>/<image>`` or an occgen folder dataset ``DIR/images/<identity>/<image>``;
   labels are the sorted identity names' indices.
 
+A sample that cannot be used is skipped and counted, not raised (``alob_train/samples.py``).
+
 Every random choice for a sample (on-the-fly occlusion, flip, colour jitter) is drawn from a
 generator seeded by (seed, epoch, sample index or key), so a batch is the same whatever the
 number of workers or processes and whether the run was resumed.
@@ -17,11 +19,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import tarfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -37,9 +40,20 @@ from torch.utils.data import (
 from torchvision.transforms import v2
 
 from alob_common.errors import UserError
-from alob_common.images import is_image_name, read_rgb
+from alob_common.images import is_image_name
 from alob_train.config import TrainConfig
 from alob_train.preprocess import fit_to_input, normalize
+from alob_train.samples import (
+    READ_ERRORS,
+    BadSample,
+    BadSamples,
+    collate_good,
+    decode_image,
+    readable_shards,
+    sample_image,
+    shard_item,
+    tar_samples,
+)
 from occgen import OcclusionConfig, occlude
 from occgen.synth import parse_clean_ratio, parse_scale_set
 
@@ -112,51 +126,50 @@ class DataInfo:
     num_samples: int
     shards: list[str] = field(default_factory=list)
     items: list[tuple[str, int]] = field(default_factory=list)
+    bad_shards: list[BadSample] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def first_image(self) -> np.ndarray:
-        """One decoded image (to learn the input size)."""
+        """The first image that decodes (to learn the input size)."""
         if self.kind == "folder":
-            return read_rgb(self.items[0][0])
-        for sample in wds.DataPipeline(wds.SimpleShardList(self.shards[:1]), wds.tarfile_to_samples(),
-                                       wds.map(_image_only), wds.decode("rgb8")):
-            return _decoded_image(sample)
-        raise DataError(f"{self.shards[0]} holds no image")
-
-
-def _image_only(sample: dict) -> dict:
-    """Keep the key, image bytes (jpg or png, not the mask) and metadata of a shard sample."""
-    ext = next((e for e in ("jpg", "jpeg", "png", "webp") if e in sample), None)
-    if ext is None or "json" not in sample:
-        raise ValueError(f"shard sample {sample.get('__key__')} lacks an image or its json")
-    return {"__key__": sample["__key__"], f"image.{ext}": sample[ext], "json": sample["json"]}
-
-
-def _decoded_image(sample: dict) -> np.ndarray:
-    """The decoded image of a sample that went through :func:`_image_only` and ``decode``."""
-    return next(v for k, v in sample.items() if k.startswith("image."))
+            images = (decode_image(path) for path, _ in self.items)
+        else:
+            images = (sample_image(s) for s in tar_samples(self.shards) if not isinstance(s, BadSample))
+        for image in images:
+            if not isinstance(image, str):
+                return image
+        raise DataError(f"no image in {self.root} can be read")
 
 
 def _count_shard_samples(shards: list[str]) -> tuple[int, dict[int, str]]:
-    """Count samples and collect label -> identity by reading the json members of the tars."""
+    """Count samples and collect label -> identity by reading the json members of the tars
+    (a damaged tar up to its damage, a json without a label not at all)."""
     count, names = 0, {}
     for shard in shards:
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if member.name.endswith(".json") and not member.name.endswith(".mask.json"):
-                    meta = json.load(tar.extractfile(member))
-                    names.setdefault(int(meta["label"]), str(meta.get("identity", meta["label"])))
-                    count += 1
+        try:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    if member.name.endswith(".json") and not member.name.endswith(".mask.json"):
+                        try:
+                            meta = json.load(tar.extractfile(member))
+                            names.setdefault(int(meta["label"]), str(meta.get("identity", meta["label"])))
+                        except (ValueError, KeyError, TypeError):
+                            continue
+                        count += 1
+        except READ_ERRORS:
+            continue
     return count, names
 
 
 def _open_shards(root: Path, shards: list[Path]) -> DataInfo:
-    urls = [str(p) for p in shards]
-    if any(p.stat().st_size == 0 for p in shards):
-        raise DataError(f"empty shard file in {root}: {next(p for p in shards if p.stat().st_size == 0)}")
+    urls, bad = readable_shards([str(p) for p in shards])
+    if not urls:
+        raise DataError(f"no readable shard in {root}: {bad[0].where}: {bad[0].reason}")
+    for shard in bad:
+        print(f"warning: skipping {shard.where}: {shard.reason}", file=sys.stderr)
     classes_csv = root / "classes.csv"
     if classes_csv.is_file():
         table = pd.read_csv(classes_csv)
@@ -174,7 +187,7 @@ def _open_shards(root: Path, shards: list[Path]) -> DataInfo:
         classes = [names.get(i, str(i)) for i in range(max(names) + 1)]
     if total == 0:
         raise DataError(f"the shards in {root} hold no samples")
-    return DataInfo(root, "shards", classes, total, shards=urls)
+    return DataInfo(root, "shards", classes, total, shards=urls, bad_shards=bad)
 
 
 def _open_folders(root: Path) -> DataInfo:
@@ -214,12 +227,11 @@ class FolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | BadSample:
         path, label = self.items[index]
-        try:
-            image = read_rgb(path)
-        except OSError as err:
-            raise DataError(f"cannot read {path}: {err}") from None
+        image = decode_image(path)
+        if isinstance(image, str):
+            return BadSample(path, image)
         return self.transform(image, (self.seed, self.epoch, index)), label
 
 
@@ -244,13 +256,16 @@ class ShardStream(IterableDataset):
     Each epoch (and each repeat round within it, so that no rank runs dry) shuffles the shard
     list with (seed, epoch, round), deals the shards over the ``world × workers`` readers (or, with
     fewer shards than readers, deals samples), shuffles samples in a seeded buffer and decodes.
-    The engine takes a fixed number of batches per epoch from it, the same on every rank.
+    The engine takes a fixed number of batches per epoch from it, the same on every rank. A bad
+    sample or damaged shard is yielded as its :class:`BadSample`; a round that yields no good
+    sample ends the stream (nothing readable is left to this reader).
     """
 
     def __init__(self, info: DataInfo, transform: SampleTransform, seed: int, rank: int = 0,
                  world: int = 1, buffer: int = 1000) -> None:
         self.shards, self.transform, self.seed = info.shards, transform, seed
         self.rank, self.world, self.buffer, self.epoch = rank, world, buffer, 0
+        self.num_classes = info.num_classes
 
     def _rounds(self) -> Iterator[tuple[int, list[str], Callable]]:
         worker = get_worker_info()
@@ -264,24 +279,28 @@ class ShardStream(IterableDataset):
             else:
                 yield rnd, urls, lambda src, s=slot, n=slots: itertools.islice(src, s, None, n)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int] | BadSample]:
         for rnd, urls, deal in self._rounds():
             if not urls:
                 return
             pipeline = wds.DataPipeline(
                 wds.SimpleShardList(urls),
-                wds.tarfile_to_samples(handler=wds.warn_and_continue),
+                tar_samples,
                 deal,
                 wds.shuffle(self.buffer, initial=min(self.buffer, 100),
                             seed=zlib.crc32(repr((self.seed, self.epoch, rnd, self.rank)).encode())),
-                wds.map(_image_only),
-                wds.decode("rgb8"),
             )
+            good = 0
             for sample in pipeline:
-                meta = sample["json"]
-                key_seed = zlib.crc32(sample["__key__"].encode())
-                seed = (self.seed, self.epoch, rnd, key_seed)
-                yield self.transform(_decoded_image(sample), seed), int(meta["label"])
+                item = sample if isinstance(sample, BadSample) else shard_item(sample, self.num_classes)
+                if isinstance(item, BadSample):
+                    yield item
+                    continue
+                good += 1
+                seed = (self.seed, self.epoch, rnd, zlib.crc32(sample["__key__"].encode()))
+                yield self.transform(item[0], seed), item[1]
+            if good == 0:
+                return
 
 
 def worker_init(worker_id: int) -> None:
@@ -296,22 +315,50 @@ def build_transform(config: TrainConfig) -> SampleTransform:
     return SampleTransform(tuple(config.input_size), config.augment, tuple(config.jitter), occlusion)
 
 
+def _good_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor, list[BadSample]]], bad: BadSamples,
+                  data: Path, stream: bool, smallest: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches with their bad samples counted in ``bad``. A batch left with fewer
+    than ``smallest`` samples is passed over in a stream; a folder epoch has a fixed number of
+    batches, so there it stops the run."""
+    got = 0
+    for images, labels, dropped in batches:
+        bad.add(dropped)
+        if labels.numel() < smallest:
+            if stream:
+                continue
+            raise DataError(f"a batch of {data} is left with {labels.numel()} readable samples (bad: "
+                            f"{', '.join(b.where for b in dropped)}); repair them or raise --batch-size")
+        got += 1
+        yield images, labels
+    if got == 0 and bad.count:
+        where, reason = next(iter(bad.seen.items()))
+        raise DataError(f"no training sample could be read from {data}: {bad.count} bad samples "
+                        f"(the first: {where}: {reason})")
+
+
 def build_loader(info: DataInfo, config: TrainConfig, transform: SampleTransform, epoch: int, skip_batches: int,
-                 rank: int = 0, world: int = 1, pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of one epoch for one process of ``world``, starting ``skip_batches`` in (resume)."""
+                 rank: int = 0, world: int = 1, pin: bool = False,
+                 bad: BadSamples | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of one epoch for one process of ``world``, starting ``skip_batches`` in (resume).
+    Bad samples are dropped from their batch and counted in ``bad`` (the run's record; a new one
+    when None), which raises past ``config.max_bad_samples``."""
+    bad = BadSamples(config.max_bad_samples) if bad is None else bad
+    bad.add(info.bad_shards)
     common = dict(batch_size=config.batch_size, num_workers=config.workers, pin_memory=pin,
-                  worker_init_fn=worker_init, drop_last=True,
+                  worker_init_fn=worker_init, drop_last=True, collate_fn=collate_good,
                   generator=torch.Generator().manual_seed(config.seed + epoch))
+    smallest = min(2, config.batch_size)  # batch norm needs two samples to train on
     if info.kind == "folder":
         dataset = FolderDataset(info, transform, config.seed)
         dataset.epoch = epoch
         sampler = ResumableSampler(dataset, world, rank, config.seed)
         sampler.set_epoch(epoch)
         sampler.skip = skip_batches * config.batch_size
-        return iter(DataLoader(dataset, sampler=sampler, **common))
+        return _good_batches(DataLoader(dataset, sampler=sampler, **common), bad, info.root, False, smallest)
     stream = ShardStream(info, transform, config.seed, rank, world, config.shuffle_buffer)
     stream.epoch = epoch
-    batches = iter(DataLoader(stream, **common))
+    batches = _good_batches(DataLoader(stream, **common), bad, info.root, True, smallest)
     for _ in range(skip_batches):  # a stream cannot seek: read through what was already trained on
-        next(batches)
+        if next(batches, None) is None:
+            break
     return batches

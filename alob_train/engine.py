@@ -3,6 +3,7 @@ checkpoints with exact resumption, validation, metrics.csv, TensorBoard and a pr
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from alob_common.atomic import write_json_atomic
 from alob_train import __version__
 from alob_train.checkpoint import (
+    TRAINING_KEYS,
     load_checkpoint,
     restore_training_state,
     save_checkpoint,
@@ -39,6 +41,7 @@ from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_
 from alob_train.model import ALOB
 from alob_train.optim import build_optimizers, build_schedulers, optimizer_states_to
 from alob_train.runtime import Dist, amp_dtype, init_distributed, setup_device
+from alob_train.samples import BadSamples
 
 
 class TrainingDiverged(Exception):
@@ -84,7 +87,7 @@ def _checkpoint_to_resume(config: TrainConfig, info: DataInfo) -> dict[str, Any]
     path = Path(config.out) / "checkpoints" / "last.pt"
     if not path.is_file():
         raise DataError(f"nothing to resume: {path} not found")
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, keys=TRAINING_KEYS)
     if list(checkpoint["classes"]) != list(info.classes):
         raise DataError(f"the classes of {config.data} differ from those the run was trained on")
     return checkpoint
@@ -278,8 +281,10 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
     s, step, best = prepare(config, resume)
     run = Path(config.out)
     record = _run_record(s, command, step if resume else None)
+    stored = _stored_bad_samples(run) if resume else None
+    bad = BadSamples(config.max_bad_samples, stored)
     if s.d.main:
-        write_json_atomic(run / "run.json", record)
+        write_json_atomic(run / "run.json", {**record, "bad_samples": bad.to_json()})
     log = MetricsLog(run, step if resume else None, config.tensorboard) if s.d.main else None
     bar = tqdm(total=s.last_step, initial=step, unit="step", dynamic_ncols=True,
                disable=not (config.progress and s.d.main), file=sys.stderr)
@@ -289,7 +294,7 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
         while step < s.last_step:
             epoch, in_epoch = divmod(step, s.steps_per_epoch)
             batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
-                                   pin=s.device.type == "cuda")
+                                   pin=s.device.type == "cuda", bad=bad)
             s.model.train()
             got = 0
             for images, labels in batches:
@@ -324,9 +329,18 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
         "steps": step, "session_steps": step - first_step, "epochs_completed": step // s.steps_per_epoch,
         "steps_per_epoch": s.steps_per_epoch, "seconds": seconds,
         "samples_per_s": samples / seconds if seconds > 0 else 0.0, "final_loss": row.get("loss"),
-        "final_acc": row.get("acc"), "best_val_acc": best, "stopped_on_plateau": stopped_early, "checkpoint": str(s.checkpoints / "last.pt"),
+        "final_acc": row.get("acc"), "best_val_acc": best, "stopped_on_plateau": stopped_early,
+        "checkpoint": "checkpoints/last.pt",
         "world_size": s.d.world,
     }
     if s.d.main:
-        write_json_atomic(run / "run.json", {**record, "summary": summary})
-    return {**summary, "model": s.model}
+        write_json_atomic(run / "run.json", {**record, "summary": summary, "bad_samples": bad.to_json()})
+    return {**summary, "bad_samples": bad.to_json(), "model": s.model}
+
+
+def _stored_bad_samples(run: Path) -> dict[str, Any] | None:
+    """The ``bad_samples`` an earlier session of the run recorded in run.json, if any."""
+    try:
+        return json.loads((run / "run.json").read_text()).get("bad_samples")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -66,7 +66,29 @@ def corpus(tmp_path_factory) -> Path:
     (root / "pack-garbage").mkdir()
     (root / "pack-garbage" / "train.rec").write_bytes(b"\x00garbage" * 100)
     (root / "pack-garbage" / "train.idx").write_text("0\t0\n1\t16\n")
+    _bad_sample_data(root)
     return root
+
+
+def _bad_sample_data(root: Path) -> None:
+    """Training data with one bad sample among good ones, in each form that can hold one."""
+    jpeg = write_shards(root / "shards-bad-jpeg", classes=3, per_class=4, shards=1, fmt="jpg")
+    tar = jpeg / "shards" / "train-000000.tar"
+    with tarfile.open(tar) as src:
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
+    jpegs = [k for k, (member, _) in enumerate(members) if member.name.endswith(".jpg")]
+    with tarfile.open(tar, "w") as out:
+        for k, (member, data) in enumerate(members):
+            if k == jpegs[len(jpegs) // 2]:
+                data = data[:300] + bytes(len(data) - 300)  # the header kept, the scan data zeroed
+            out.addfile(member, io.BytesIO(data))
+    zero = write_folders(root / "folders-zero-byte", classes=3, per_class=4)
+    (zero / "id001" / "0002.png").write_bytes(b"")
+    cut = write_shards(root / "shards-cut", classes=3, per_class=4, shards=2)
+    last = cut / "shards" / "train-000001.tar"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2 + 100])  # cut in the middle of a member
+    mixed = write_shards(root / "shards-one-garbage", classes=3, per_class=4, shards=2)
+    (mixed / "shards" / "train-000002.tar").write_bytes(b"\x00garbage" * 100)
 
 
 def _run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -150,6 +172,26 @@ def test_command_on_bad_input_never_tracebacks(corpus, tmp_path, name):
     _no_traceback(_run(*args, cwd=tmp_path))
 
 
+_TRAIN = ("--backbone", "lightcnn9", "--batch-size", "4", "--max-steps", "3", "--workers", "0", "--quiet",
+          "--no-tensorboard")
+
+
+@pytest.mark.parametrize("data", ["shards-bad-jpeg", "folders-zero-byte", "shards-cut", "shards-one-garbage"])
+def test_one_bad_sample_is_skipped_and_counted(corpus, tmp_path, data):
+    result = _run("alob-train", "--data", str(corpus / data), "--out", str(tmp_path / "run"), *_TRAIN)
+    _no_traceback(result, allowed=(0,))
+    bad = json.loads((tmp_path / "run" / "run.json").read_text())["bad_samples"]
+    assert bad["count"] == 1 and len(bad["samples"]) == 1, bad
+    assert "skipped 1 bad samples" in result.stdout
+
+
+def test_too_many_bad_samples_is_a_one_line_error(corpus, tmp_path):
+    result = _run("alob-train", "--data", str(corpus / "folders-zero-byte"), "--out", str(tmp_path / "run"),
+                  "--max-bad-samples", "0", "--epochs", "1", *_TRAIN)
+    _no_traceback(result, allowed=(1,))
+    assert "--max-bad-samples 0" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def _corrupt_run(corpus: Path, tmp_path: Path) -> Path:
     run = tmp_path / "run"
     result = _run("alob-train", "--data", str(corpus / "shards-good"), "--out", str(run), "--backbone", "lightcnn9",
@@ -167,6 +209,7 @@ def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path)
                 ("alob-eval", "--checkpoint", str(run), "--which", "last", "--bench", f"x={corpus / 'pairs-good'}")):
         result = _run(*cmd, cwd=tmp_path)
         _no_traceback(result, allowed=(1,))
+        assert "damaged" in result.stderr and str(last) in result.stderr, result.stderr
     assert last.read_bytes() == before
     (run / "run.json").write_text("{ this is not json")
     _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
