@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
+import webdataset as wds
 from PIL import Image
 
 from alob_common.errors import UserError
@@ -96,35 +96,31 @@ def decode_image(data: bytes | str | Path) -> np.ndarray | str:
         return f"unreadable image ({str(err).strip() or type(err).__name__})"
 
 
-def _split_name(name: str) -> tuple[str | None, str | None]:
-    """WebDataset's grouping of tar members: ``dir/key.ext.ext2`` -> (``dir/key``, ``ext.ext2``)."""
-    match = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", name)
-    return (match.group(1), match.group(2).lower()) if match else (None, None)
-
-
 def tar_samples(urls: Iterable[dict | str]) -> Iterator[dict | BadSample]:
     """WebDataset samples (``__key__``, ``__shard__`` and bytes per extension) of each shard in
-    ``urls`` (paths, or WebDataset's ``{"url": path}``); a shard damaged part-way gives the
-    samples before the damage and then one :class:`BadSample` naming the shard."""
+    ``urls`` (paths, or WebDataset's ``{"url": path}``), read and grouped by ``webdataset``; a
+    shard damaged part-way gives the whole samples before the damage and then one
+    :class:`BadSample` naming the shard."""
     for item in urls:
         url = item["url"] if isinstance(item, dict) else item
-        sample: dict | None = None
-        try:
-            with tarfile.open(url, mode="r|*") as tar:
-                for member in tar:
-                    key, ext = _split_name(member.name) if member.isfile() else (None, None)
-                    if key is None:
-                        continue
-                    if sample is not None and sample["__key__"] != key:
-                        yield sample
-                        sample = None
-                    sample = sample or {"__key__": key, "__shard__": url}
-                    sample[ext] = tar.extractfile(member).read()
-        except READ_ERRORS as err:
-            yield BadSample(str(url), f"damaged shard, read up to the damage ({str(err).strip() or type(err).__name__})")
+        errors: list[BaseException] = []
+
+        def keep_going(error: BaseException, errors: list[BaseException] = errors) -> bool:
+            errors.append(error)
+            return True
+
+        held = None  # the last sample waits: when the shard breaks off, it is the one cut short
+        for sample in wds.tarfile_to_samples(handler=keep_going)([{"url": url}]):
+            if held is not None:
+                yield held
+            held = {**sample, "__shard__": url}
+        if not errors:
+            if held is not None:
+                yield held
             continue
-        if sample is not None:
-            yield sample
+        first = errors[0]
+        why = str(first.args[0]) if first.args else type(first).__name__
+        yield BadSample(str(url), f"damaged shard, read up to the damage ({why}); its last sample dropped")
 
 
 def sample_image(sample: dict) -> np.ndarray | str:
