@@ -41,6 +41,8 @@ from torchvision.transforms import v2
 
 from alob_common.errors import UserError
 from alob_common.images import is_image_name
+from alob_common.insightface_pack import Pack, open_pack
+from alob_common.recordio import RecordIOError, unpack_image_record
 from alob_train.config import TrainConfig
 from alob_train.preprocess import fit_to_input, normalize
 from alob_train.samples import (
@@ -127,6 +129,7 @@ class DataInfo:
     shards: list[str] = field(default_factory=list)
     items: list[tuple[str, int]] = field(default_factory=list)
     bad_shards: list[BadSample] = field(default_factory=list)
+    pack: Pack | None = None  # an insightface pack: ``items`` hold (record key, label)
 
     @property
     def num_classes(self) -> int:
@@ -134,14 +137,20 @@ class DataInfo:
 
     def first_image(self) -> np.ndarray:
         """The first image that decodes (to learn the input size)."""
-        if self.kind == "folder":
-            images = (decode_image(path) for path, _ in self.items)
+        if self.kind in ("folder", "pack"):
+            images = (decode_image(self.read(source)) for source, _ in self.items)
         else:
             images = (sample_image(s) for s in tar_samples(self.shards) if not isinstance(s, BadSample))
         for image in images:
             if not isinstance(image, str):
                 return image
         raise DataError(f"no image in {self.root} can be read")
+
+    def read(self, source: str) -> str | bytes:
+        """What :func:`decode_image` takes for an item: its path, or a pack record's image bytes."""
+        if self.pack is None:
+            return source
+        return unpack_image_record(self.pack.reader.read(int(source)))[1]
 
 
 def _count_shard_samples(shards: list[str]) -> tuple[int, dict[int, str]]:
@@ -203,10 +212,28 @@ def _open_folders(root: Path) -> DataInfo:
     return DataInfo(root, "folder", classes, len(items), items=items)
 
 
+def _open_pack(root: Path) -> DataInfo:
+    """An insightface pack (``train.rec`` + ``train.idx``, e.g. ``faces_webface_112x112``): its
+    images by record key, labelled from the identity records; classes named by their number."""
+    try:
+        pack = open_pack(root)
+        labelled = pack.labelled_keys()
+    except RecordIOError as err:
+        raise DataError(str(err)) from None
+    if not labelled:
+        raise DataError(f"the pack in {root} holds no image records")
+    classes = [str(c) for c in range(max(pack.num_classes, max(label for label, _ in labelled) + 1))]
+    items = [(str(key), label) for label, key in labelled]
+    return DataInfo(root, "pack", classes, len(items), items=items, pack=pack)
+
+
 def open_data(path: str | Path, split: str = "train") -> DataInfo:
     """Recognise a training input: occgen shards (``shards/<split>-*.tar``, else any ``*.tar``
-    there or in ``path``), an occgen folder dataset (``images/``) or plain identity folders."""
+    there or in ``path``), an insightface pack (``*.rec`` with its ``.idx``), an occgen folder
+    dataset (``images/``) or plain identity folders."""
     root = Path(path)
+    if root.is_file() and root.suffix == ".rec" or root.is_dir() and any(root.glob("*.rec")):
+        return _open_pack(root)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
     for folder in (root / "shards", root):
@@ -219,19 +246,23 @@ def open_data(path: str | Path, split: str = "train") -> DataInfo:
 
 
 class FolderDataset(Dataset):
-    """Map-style dataset over identity folders; ``epoch`` is part of every sample's seed."""
+    """Map-style dataset over identity folders or a pack's records; ``epoch`` is part of every
+    sample's seed."""
 
     def __init__(self, info: DataInfo, transform: SampleTransform, seed: int) -> None:
-        self.items, self.transform, self.seed, self.epoch = info.items, transform, seed, 0
+        self.info, self.items, self.transform, self.seed, self.epoch = info, info.items, transform, seed, 0
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | BadSample:
-        path, label = self.items[index]
-        image = decode_image(path)
+        source, label = self.items[index]
+        try:
+            image = decode_image(self.info.read(source))
+        except RecordIOError as err:
+            image = f"unreadable record ({err})"
         if isinstance(image, str):
-            return BadSample(path, image)
+            return BadSample(source if self.info.pack is None else f"record {source}", image)
         return self.transform(image, (self.seed, self.epoch, index)), label
 
 
@@ -348,7 +379,7 @@ def build_loader(info: DataInfo, config: TrainConfig, transform: SampleTransform
                   worker_init_fn=worker_init, drop_last=True, collate_fn=collate_good,
                   generator=torch.Generator().manual_seed(config.seed + epoch))
     smallest = min(2, config.batch_size)  # batch norm needs two samples to train on
-    if info.kind == "folder":
+    if info.kind in ("folder", "pack"):
         dataset = FolderDataset(info, transform, config.seed)
         dataset.epoch = epoch
         sampler = ResumableSampler(dataset, world, rank, config.seed)

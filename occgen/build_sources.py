@@ -18,7 +18,7 @@ from pathlib import Path
 
 from alob_common.errors import UserError
 from alob_common.images import no_images_message, scan_images
-from alob_common.insightface_pack import Pack, class_of, open_pack
+from alob_common.insightface_pack import Pack, open_pack
 from alob_common.pairs import Pair, Pairs, contiguous_folds
 from alob_common.recordio import unpack_image_record
 from alob_common.verification_bin import read_bin
@@ -66,15 +66,7 @@ def _pack_names(src: Path) -> list[str]:
     pack = _opened("rec", src)
     if not len(pack):
         raise OccgenError(f"{src}: the pack holds no image records")
-    ranges = pack.identity_ranges
-    if ranges and sum(end - start for start, end in ranges) == len(pack):
-        labelled = []
-        for start, end in ranges:
-            if end > start:
-                label = class_of(unpack_image_record(pack.reader.read(start))[0])
-                labelled += [(label, key) for key in range(start, end)]
-    else:
-        labelled = [(pack.label(i), pack.key(i)) for i in range(len(pack))]
+    labelled = pack.labelled_keys()
     width = max(5, len(str(max(label for label, _ in labelled))))
     keys = max(8, len(str(max(key for _, key in labelled))))
     return sorted(f"{label:0{width}d}/{key:0{keys}d}" for label, key in labelled)
