@@ -3,6 +3,7 @@ never half of one. Every file a later stage reads is written through these funct
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -80,3 +81,10 @@ def remove_stale_temporaries(root: str | os.PathLike) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def write_figure_atomic(figure: Any, path: str | os.PathLike, **savefig_options: Any) -> None:
+    """Atomically write a matplotlib figure in the format of ``path``'s extension."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig_options)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alob_common.atomic import write_json_atomic, write_text_atomic
+from alob_common.atomic import write_figure_atomic, write_json_atomic, write_text_atomic
 from alob_common.verification import CONVENTIONS, FOLDS_AS_GIVEN
 
 
@@ -75,5 +75,5 @@ def _plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], titl
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    write_figure_atomic(fig, path)
     plt.close(fig)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alob_common.atomic import write_figure_atomic
+
 from alob_common.images import is_image_name
 
 
@@ -53,5 +55,5 @@ def plot_panels(path: str | Path, panels: dict[str, np.ndarray], labels: list[st
         ax.set_yticks([])
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    write_figure_atomic(fig, path)
     plt.close(fig)
