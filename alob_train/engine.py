@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +272,58 @@ def _run_record(s: Session, command: list[str] | None, resumed_from: int | None)
     }
 
 
+@dataclass
+class Progress:
+    """Where a training session stands: the global step, samples seen, the last logged row, the
+    running window of statistics, the best validation accuracy, and whether a plateau ended it."""
+
+    step: int
+    best: float | None
+    samples: int = 0
+    row: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, float] = field(default_factory=new_window)
+    stopped_on_plateau: bool = False
+
+
+def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad: BadSamples) -> None:
+    """Train from ``p.step`` to the end of its epoch (or the session's last step), logging every
+    ``--log-every`` steps and writing ``last.pt`` every ``--save-every``."""
+    config = s.config
+    epoch, in_epoch = divmod(p.step, s.steps_per_epoch)
+    batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
+                           pin=s.device.type == "cuda", bad=bad)
+    s.model.train()
+    got = 0
+    for images, labels in batches:
+        got += 1
+        logged = (p.step + 1) % config.log_every == 0 or (p.step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
+        stats, coeff, diag = train_step(s, images, labels, p.step, diagnose=logged)
+        p.step += 1
+        p.samples += int(stats[4])
+        add_to_window(p.window, stats)
+        bar.update(1)
+        if logged:
+            p.row, p.window = _log_train(p.window, s, epoch + 1, p.step, coeff, diag, log, bar), new_window()
+        if p.step % s.steps_per_epoch == 0 or p.step >= s.last_step:
+            break
+        if config.save_every and p.step % config.save_every == 0:
+            save(s, ["last.pt"], p.step, p.best)
+    del batches
+    if got == 0:
+        raise DataError(f"no training sample could be read from {config.data}")
+
+
+def _summary(s: Session, p: Progress, first_step: int, seconds: float) -> dict[str, Any]:
+    """The end-of-session figures stored under ``summary`` in run.json."""
+    return {
+        "steps": p.step, "session_steps": p.step - first_step, "epochs_completed": p.step // s.steps_per_epoch,
+        "steps_per_epoch": s.steps_per_epoch, "seconds": seconds,
+        "samples_per_s": p.samples / seconds if seconds > 0 else 0.0, "final_loss": p.row.get("loss"),
+        "final_acc": p.row.get("acc"), "best_val_acc": p.best, "stopped_on_plateau": p.stopped_on_plateau,
+        "checkpoint": "checkpoints/last.pt", "world_size": s.d.world,
+    }
+
+
 def train(config: TrainConfig, resume: bool = False, command: list[str] | None = None) -> dict[str, Any]:
     """Train (or resume) a run in ``config.out``; returns the summary also stored in run.json,
     with the trained ``model`` added.
@@ -281,58 +333,26 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
     s, step, best = prepare(config, resume)
     run = Path(config.out)
     record = _run_record(s, command, step if resume else None)
-    stored = _stored_bad_samples(run) if resume else None
-    bad = BadSamples(config.max_bad_samples, stored)
+    bad = BadSamples(config.max_bad_samples, _stored_bad_samples(run) if resume else None)
     if s.d.main:
         write_json_atomic(run / "run.json", {**record, "bad_samples": bad.to_json()})
     log = MetricsLog(run, step if resume else None, config.tensorboard) if s.d.main else None
     bar = tqdm(total=s.last_step, initial=step, unit="step", dynamic_ncols=True,
                disable=not (config.progress and s.d.main), file=sys.stderr)
-    start, first_step, samples, row, window = time.time(), step, 0, {}, new_window()
-    stopped_early = False
+    p, start = Progress(step, best), time.time()
     try:
-        while step < s.last_step:
-            epoch, in_epoch = divmod(step, s.steps_per_epoch)
-            batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
-                                   pin=s.device.type == "cuda", bad=bad)
-            s.model.train()
-            got = 0
-            for images, labels in batches:
-                got += 1
-                logged = (step + 1) % config.log_every == 0 or (step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
-                stats, coeff, diag = train_step(s, images, labels, step, diagnose=logged)
-                step += 1
-                samples += int(stats[4])
-                add_to_window(window, stats)
-                bar.update(1)
-                epoch_done = step % s.steps_per_epoch == 0
-                if logged:
-                    row, window = _log_train(window, s, epoch + 1, step, coeff, diag, log, bar), new_window()
-                if epoch_done or step >= s.last_step:
-                    break
-                if config.save_every and step % config.save_every == 0:
-                    save(s, ["last.pt"], step, best)
-            del batches
-            if got == 0:
-                raise DataError(f"no training sample could be read from {config.data}")
-            best = _end_span(s, step, best, log, bar)
-            if _stop_on_plateau(s, step, log):
-                bar.write(f"validation accuracy has not risen for {config.patience} epochs: stopped at step {step}")
-                stopped_early = True
+        while p.step < s.last_step:
+            _train_epoch(s, p, log, bar, bad)
+            p.best = _end_span(s, p.step, p.best, log, bar)
+            if _stop_on_plateau(s, p.step, log):
+                bar.write(f"validation accuracy has not risen for {config.patience} epochs: stopped at step {p.step}")
+                p.stopped_on_plateau = True
                 break
     finally:
         bar.close()
         if log is not None:
             log.close()
-    seconds = time.time() - start
-    summary = {
-        "steps": step, "session_steps": step - first_step, "epochs_completed": step // s.steps_per_epoch,
-        "steps_per_epoch": s.steps_per_epoch, "seconds": seconds,
-        "samples_per_s": samples / seconds if seconds > 0 else 0.0, "final_loss": row.get("loss"),
-        "final_acc": row.get("acc"), "best_val_acc": best, "stopped_on_plateau": stopped_early,
-        "checkpoint": "checkpoints/last.pt",
-        "world_size": s.d.world,
-    }
+    summary = _summary(s, p, step, time.time() - start)
     if s.d.main:
         write_json_atomic(run / "run.json", {**record, "summary": summary, "bad_samples": bad.to_json()})
     return {**summary, "bad_samples": bad.to_json(), "model": s.model}
