@@ -196,6 +196,7 @@ def main(ctx: click.Context, **opts) -> None:
         f"this session {summary['session_steps']} steps in {summary['seconds']:.1f} s, {summary['samples_per_s']:.1f} samples/s"
         + (f"; last loss {summary['final_loss']:.4f}, training accuracy {acc:.4f}" if acc is not None else "")
         + (f"; best val accuracy {summary['best_val_acc']:.4f}" if summary["best_val_acc"] is not None else "")
+        + ("; stopped on a validation plateau (--patience)" if summary.get("stopped_on_plateau") else "")
         + f"\ncheckpoint: {Path(config.out) / summary['checkpoint']}\nmetrics: {Path(config.out) / 'metrics.csv'}"
         + _bad_line(summary.get("bad_samples"))
     )
