@@ -122,7 +122,8 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--grl-schedule", type=click.Choice(["constant", "dann"]), default=_DEFAULTS["grl_schedule"], show_default=True,
               help="constant C, or DANN's ramp C·(2/(1+exp(-10p))-1) over training progress p.")
 @click.option("--classifier", type=click.Choice(["shared", "separate"]), default=_DEFAULTS["classifier"], show_default=True,
-              help="One CosFace weight for f^m and the purified f (the paper's text), or one each (concat always has two).")
+              help="One CosFace head each for f^m and the purified f (default, as the paper's Figure 1 draws it), or one "
+                   "weight shared by both (the paper's text); concat always has two. Why: docs/RESULTS.md, screening.")
 @click.option("--detach-fpp", is_flag=True, help="Stop L_f's gradient into the Trimmer through the projection.")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=_DEFAULTS["scale"], show_default=True, help="CosFace s.")
 @click.option("--margin", type=click.FloatRange(0, None), default=_DEFAULTS["margin"], show_default=True, help="CosFace m.")

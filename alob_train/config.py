@@ -83,7 +83,7 @@ class TrainConfig:
     trimmer_weight: float = 1.0
     grl_coeff: float = 1.0
     grl_schedule: str = "constant"
-    classifier: str = "shared"
+    classifier: str = "separate"  # docs/RESULTS.md, "Screening": the shared head couples fᵐ to W_y
     detach_fpp: bool = False
     scale: float = 30.0
     margin: float = 0.4

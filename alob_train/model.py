@@ -14,8 +14,9 @@ concat     [f, fm]  (2·dim)                CosFace(fm)
 baseline   f  (one backbone, no Trimmer)   none
 =========  ==============================  =================
 
-Classifier: by default one CosFace weight is shared by f^m and e (the paper's text feeds both to
-"the classifier C_m"); ``classifier="separate"`` gives each its own. ``concat`` always has two,
+Classifier: by default f^m and e each have their own CosFace head (the paper's Figure 1 draws two
+classifier losses; the screening in docs/RESULTS.md found the shared head, which its text
+suggests, coupling f^m to the class weights); ``classifier="shared"`` keeps one for both. ``concat`` always has two,
 since its embedding is twice as wide.
 """
 
@@ -44,7 +45,7 @@ class ALOB(nn.Module):
         input_size: tuple[int, int] = (112, 96),
         dim: int = 512,
         dropout: float = 0.0,
-        classifier: str = "shared",
+        classifier: str = "separate",
         detach_fpp: bool = False,
         grl_coeff: float = 1.0,
         s: float = 30.0,

@@ -60,8 +60,8 @@ def _trimmer_grads(model: ALOB, x: torch.Tensor, y: torch.Tensor) -> list[torch.
 @pytest.mark.parametrize("coeff", [1.0, 0.5])
 def test_grl_flips_the_trimmer_gradient_of_lm(coeff):
     torch.manual_seed(0)
-    with_grl = ALOB(5, "resnet18", "alob", (64, 48), grl_coeff=coeff)
-    without = ALOB(5, "resnet18", "alob-g", (64, 48))
+    with_grl = ALOB(5, "resnet18", "alob", (64, 48), grl_coeff=coeff, classifier="shared")
+    without = ALOB(5, "resnet18", "alob-g", (64, 48), classifier="shared")
     without.load_state_dict(with_grl.state_dict())
     x, y = torch.randn(4, 3, 64, 48), torch.tensor([0, 1, 2, 3])
     g_with, g_without = _trimmer_grads(with_grl, x, y), _trimmer_grads(without, x, y)
