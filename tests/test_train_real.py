@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import webdataset as wds
 from PIL import Image
 
@@ -35,16 +36,25 @@ def lfw_subset_shards(lfw: Path, out: Path) -> Path:
     return out
 
 
-def test_short_real_run_learns_lfw_identities(lfw_dir, tmp_path):
+# Head → (largest L_f at the end as a fraction of the first, smallest final training accuracy).
+# The shared head is stepped by SGD 0.01 with momentum, a separate Identifier head by Adam 0.001
+# (as the baseline's): on this tiny run the separate head learns more slowly (measured: L_f
+# 17.3 → 15.5, accuracy 17.8 % at step 150, chance 2 %), so its bounds are lower.
+EXPECTED = {"shared": (0.85, 0.25), "separate": (0.95, 0.10)}
+
+
+@pytest.mark.parametrize("classifier", sorted(EXPECTED))
+def test_short_real_run_learns_lfw_identities(lfw_dir, tmp_path, classifier):
     data = lfw_subset_shards(lfw_dir, tmp_path / "lfw50")
     config = TrainConfig(data=str(data), out=str(tmp_path / "run"), backbone="resnet18", variant="alob",
                          batch_size=16, epochs=6, lr_trimmer=0.01, lr_identifier=0.001, milestones=(), workers=0,
-                         log_every=25, tensorboard=False, progress=False, threads=2)
+                         log_every=25, tensorboard=False, progress=False, threads=2, classifier=classifier)
     summary = train(config)
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     first, last = metrics.iloc[0], metrics.iloc[-2:]
     assert summary["steps"] == 6 * (IDENTITIES * PER_IDENTITY // 16)
     # L_f (CosFace, s = 30, m = 0.4) starts near 18; the total loss is not minimised, since the
     # Trimmer maximises L_m through the GRL
-    assert last["loss_f"].mean() < 0.85 * first["loss_f"]
-    assert last["acc"].mean() > 0.25  # training accuracy; chance is 1/50
+    loss_bound, acc_bound = EXPECTED[classifier]
+    assert last["loss_f"].mean() < loss_bound * first["loss_f"]
+    assert last["acc"].mean() > acc_bound  # training accuracy; chance is 1/50
