@@ -14,7 +14,6 @@ clean), Face–Occlusion at FROM's factors 2.0 and 3.0 and Face–Mask (image 2 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -34,7 +33,7 @@ def prepare(settings: Settings, split: Split) -> None:
     if split.val_fold:
         write_test_pairs(split, work / "split" / "val_pairs.txt", validation=True)
     write_text_atomic(work / "split" / "train_people.txt", "\n".join(split.train_people) + "\n")
-    write_text_atomic(work / "split" / "split.json", json.dumps(asdict(split), indent=2))
+    write_json_atomic(work / "split" / "split.json", asdict(split))
     if settings.aligned is None:
         everyone = sorted({*split.train_people, *split.test_people, *split.val_people})
         link_people(Path(settings.lfw_images), everyone, work / "lfw-subset")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from alob_common.atomic import write_text_atomic
+from alob_common.atomic import write_json_atomic
 from alob_experiment.config import SCENARIOS, TRAINING_CONFIGS, PipelineError, Settings, Size
 from alob_experiment.lfw import Split
 
@@ -154,7 +154,7 @@ def run_stage(stage: Stage, work: Path, log: Callable[[str], None] = print) -> S
         stage.status = "failed"
         raise PipelineError(f"stage {stage.name} failed (exit {code}); its output is in {logs / (stage.name + '.log')}")
     stage.status = "done"
-    write_text_atomic(marker, json.dumps({"argv": stage.argv, "seconds": stage.seconds}, indent=2))
+    write_json_atomic(marker, {"argv": stage.argv, "seconds": stage.seconds})
     return stage
 
 
