@@ -33,6 +33,10 @@ class BenchmarkError(UserError):
     """A benchmark that cannot be scored (no pairs left, unusable embeddings); the message says which."""
 
 
+class BenchmarkSpecError(UserError):
+    """A ``--bench`` value that names no usable pair list (a usage error)."""
+
+
 @dataclass
 class Benchmark:
     """A named pair list and the folder its relative image paths belong to."""
@@ -54,6 +58,29 @@ def bin_benchmark(name: str, path: str | Path) -> Benchmark:
     encoded, same = read_bin(path)
     images = {bin_image_name(str(path), i): image for i, image in enumerate(encoded)}
     return Benchmark(name, bin_pair_table(str(path), same), path.parent, images=images)
+
+
+def parse_bench_spec(spec: str) -> Benchmark:
+    """The benchmark a ``--bench`` value names: ``NAME=DIR`` (a folder with pairs.csv),
+    ``NAME=ALIGNED_DIR@pairs.txt`` or ``NAME=FILE.bin``. A malformed value or pair list raises
+    :class:`BenchmarkSpecError`, an unreadable ``.bin`` another :class:`UserError`."""
+    from alob_common.pairs import PairsError, pair_table
+
+    name, sep, where = spec.partition("=")
+    if not sep or not name or not where:
+        raise BenchmarkSpecError(f"{spec!r}: expected NAME=DIR (with pairs.csv), NAME=ALIGNED_DIR@pairs.txt "
+                                 "or NAME=FILE.bin")
+    if where.endswith(".bin") and "@" not in where:
+        try:
+            return bin_benchmark(name, where)
+        except UserError as err:
+            raise UserError(f"{name}: {err}") from None
+    folder, _, pairs_txt = where.partition("@")
+    try:
+        table = pair_table(pairs_txt or folder, folder if pairs_txt else None)
+    except (PairsError, OSError) as err:
+        raise BenchmarkSpecError(f"{name}: {err}") from None
+    return Benchmark(name, table, Path(folder))
 
 
 def without_missing_images(bench: Benchmark) -> tuple[Benchmark, list[str]]:

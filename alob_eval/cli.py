@@ -15,6 +15,7 @@ import numpy as np
 
 from alob_common.atomic import write_json_atomic, write_text_atomic
 from alob_common.verification import TAR_CONVENTIONS
+from alob_eval.diagnose import diagnose_command
 from alob_eval.reference_models import REFERENCE_MODELS
 
 if TYPE_CHECKING:
@@ -22,24 +23,15 @@ if TYPE_CHECKING:
 
 
 def _parse_bench(spec: str) -> Benchmark:
-    from alob_common.pairs import PairsError, pair_table
-    from alob_eval.benchmarks import Benchmark, bin_benchmark
+    """A ``--bench`` value as a benchmark; a malformed one is a usage error (exit 2)."""
+    from alob_eval.benchmarks import BenchmarkSpecError, parse_bench_spec
 
-    name, sep, where = spec.partition("=")
-    if not sep or not name or not where:
-        raise click.BadParameter(f"{spec!r}: expected NAME=DIR (with pairs.csv), NAME=ALIGNED_DIR@pairs.txt "
-                                 "or NAME=FILE.bin")
-    if where.endswith(".bin") and "@" not in where:
-        try:
-            return bin_benchmark(name, where)
-        except UserError as err:
-            raise click.ClickException(f"{name}: {err}") from None
-    folder, _, pairs_txt = where.partition("@")
     try:
-        table = pair_table(pairs_txt or folder, folder if pairs_txt else None)
-    except (PairsError, OSError) as err:
-        raise click.BadParameter(f"{name}: {err}") from None
-    return Benchmark(name, table, Path(folder))
+        return parse_bench_spec(spec)
+    except BenchmarkSpecError as err:
+        raise click.BadParameter(str(err)) from None
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
 
 
 def _model_options(func):
@@ -170,7 +162,7 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, save_embeddings
       alob-eval --reference facenet --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
 
     Sub-commands: `ar` (AR identification protocols), `tsne` (embedding picture), `cam` (Trimmer
-    attention vs true occlusion masks).
+    attention vs true occlusion masks), `diagnose` (ALOB's mechanism figures on pair sets).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -362,6 +354,8 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
                    f"pooled {r['auc_pooled']:.3f}  ({r['images']} images)")
     click.echo(f"report: {Path(out) / 'cam.md'} ({meta['seconds']} s)")
 
+
+main.add_command(diagnose_command)
 
 if __name__ == "__main__":
     main()

@@ -24,14 +24,12 @@ def accuracy(cos: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def mechanism_diagnostics(f: torch.Tensor, fm: torch.Tensor, trimmer_weight: torch.Tensor,
-                          labels: torch.Tensor, subtract: bool = False) -> dict[str, float]:
-    """The Trimmer-side figures of the module docstring for one batch (float32, no gradient).
+def feature_diagnostics(f: torch.Tensor, fm: torch.Tensor, subtract: bool = False) -> dict[str, float]:
+    """``removed_fraction``, ``fm_norm`` and ``fm_var`` of the module docstring for a set of images
+    (float32, no gradient); they need no labels, so they also describe a test set's images.
 
-    ``f`` and ``fm`` are the two backbones' features (N, D), ``trimmer_weight`` the class weights
-    of the head that scores fᵐ (C, D), ``subtract`` True for ``alob-f`` (e = f − fᵐ)."""
+    ``f`` and ``fm`` are the two backbones' features (N, D), ``subtract`` True for ``alob-f``."""
     f, fm = f.float(), fm.float()
-    w_y = trimmer_weight.float()[labels]
     f_norm = f.norm(dim=1).clamp_min(1e-12)
     fm_norm = fm.norm(dim=1)
     if subtract:
@@ -40,8 +38,29 @@ def mechanism_diagnostics(f: torch.Tensor, fm: torch.Tensor, trimmer_weight: tor
         u = fm / fm_norm.clamp_min(1e-6).unsqueeze(1)
         removed = (f * u).sum(dim=1).abs() / f_norm
     return {
-        "trimmer_cos_wy": float(F.cosine_similarity(fm, w_y, dim=1, eps=1e-12).mean()),
         "removed_fraction": float(removed.mean()),
         "fm_norm": float(fm_norm.mean()),
         "fm_var": float(fm.var(dim=0, unbiased=False).mean()) if len(fm) > 1 else 0.0,
+    }
+
+
+@torch.no_grad()
+def nearest_class_cosine(x: torch.Tensor, weight: torch.Tensor) -> float:
+    """Mean over rows of the largest cos(x, W_c) over a head's classes: how much a feature of an
+    image whose identity the head never saw still points at some identity's weight."""
+    cos = F.normalize(x.float(), dim=1, eps=1e-12) @ F.normalize(weight.float(), dim=1, eps=1e-12).T
+    return float(cos.max(dim=1).values.mean())
+
+
+@torch.no_grad()
+def mechanism_diagnostics(f: torch.Tensor, fm: torch.Tensor, trimmer_weight: torch.Tensor,
+                          labels: torch.Tensor, subtract: bool = False) -> dict[str, float]:
+    """The Trimmer-side figures of the module docstring for one training batch (float32, no gradient).
+
+    ``f`` and ``fm`` are the two backbones' features (N, D), ``trimmer_weight`` the class weights
+    of the head that scores fᵐ (C, D), ``subtract`` True for ``alob-f`` (e = f − fᵐ)."""
+    w_y = trimmer_weight.float()[labels]
+    return {
+        "trimmer_cos_wy": float(F.cosine_similarity(fm.float(), w_y, dim=1, eps=1e-12).mean()),
+        **feature_diagnostics(f, fm, subtract),
     }

@@ -120,6 +120,12 @@ class ALOB(nn.Module):
         """The test-time face embedding of the variant (call in eval mode)."""
         return self._features(x)[0]
 
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(e, f, fm) at test time: the embedding, the Identifier's feature before the projection
+        and the Trimmer's feature (None for baseline); for ``alob-eval diagnose``."""
+        return self._features(x)
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimiser: ``trimmer`` (SGD: Trimmer backbone and the classifier C_m, the
         shared one included) and ``identifier`` (Adam: Identifier backbone, its own classifier).

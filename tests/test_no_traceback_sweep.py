@@ -159,6 +159,8 @@ CASES = {
     "eval ar: empty": ("alob-eval", "ar", "--ar-dir", "{root}/empty", "--embeddings", "{root}/not-npz.npz"),
     "eval tsne: missing": ("alob-eval", "tsne", "--images", "{root}/nope", "--embeddings", "{root}/not-npz.npz"),
     "eval cam: not a dataset": ("alob-eval", "cam", "--data", "{root}/only-text", "--checkpoint", "{root}/nope"),
+    "eval diagnose: no pairs": ("alob-eval", "diagnose", "--checkpoint", "{root}/only-text",
+                                "--bench", "x={root}/only-text"),
     # alob-pipeline
     "pipeline: missing lfw": ("alob-pipeline", "--lfw-dir", "{root}/nope", "--work", "{tmp}/w", "--no-download"),
     "pipeline: empty lfw": ("alob-pipeline", "--lfw-dir", "{root}/empty", "--work", "{tmp}/w", "--no-download"),
@@ -206,7 +208,9 @@ def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path)
     last.write_bytes(last.read_bytes()[:1000])  # a checkpoint cut short
     before = last.read_bytes()
     for cmd in (("alob-train", "--out", str(run), "--resume", "--max-steps", "4"),
-                ("alob-eval", "--checkpoint", str(run), "--which", "last", "--bench", f"x={corpus / 'pairs-good'}")):
+                ("alob-eval", "--checkpoint", str(run), "--which", "last", "--bench", f"x={corpus / 'pairs-good'}"),
+                ("alob-eval", "diagnose", "--checkpoint", str(run), "--which", "last",
+                 "--bench", f"x={corpus / 'pairs-good'}")):
         result = _run(*cmd, cwd=tmp_path)
         _no_traceback(result, allowed=(1,))
         assert "damaged" in result.stderr and str(last) in result.stderr, result.stderr
