@@ -7,7 +7,11 @@ steps; the median samples/s is reported. Configurations alternate within each re
 change on a shared machine touches all of them alike.
 
     python bench/train.py                                   # CPU, batch 32, 112x96
-    python bench/train.py --device cuda --amp bf16 --batch-size 256
+    python bench/train.py --device cuda --amp bf16 --batch-size 256 --compile both
+
+Each row also gives the training FLOPs per sample (forward + backward, counted by
+``torch.utils.flop_counter`` on a batch of 2) and the fraction of ``--peak-tflops`` that the
+measured rate uses (400 by default: what an H100/H200 delivers in dense bf16 in practice).
 """
 
 from __future__ import annotations
@@ -59,6 +63,20 @@ def steps(model, optimizers, x, y, n: int, amp: torch.dtype | None, device: str)
     return time.perf_counter() - start
 
 
+def flops_per_sample(backbone: str, variant: str, args) -> float:
+    """Training FLOPs (forward + backward) of one sample, counted on a batch of 2 on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = ALOB(args.classes, backbone, variant, tuple(args.size))
+    x = torch.randn(2, 3, *args.size)
+    y = torch.randint(0, args.classes, (2,))
+    with FlopCounterMode(display=False) as counter:
+        out = model(x, y)
+        (out["loss_f"] + (out["loss_m"] if out["loss_m"] is not None else 0)).backward()
+    return counter.get_total_flops() / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", default="resnet18,lightcnn9,iresnet18")
@@ -73,6 +91,10 @@ def main() -> None:
     parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", choices=["off", "on", "both"], default="off",
+                        help="torch.compile the model (both: each configuration with and without)")
+    parser.add_argument("--peak-tflops", type=float, default=400.0,
+                        help="the device's practical dense TFLOP/s, for the fraction-of-ceiling column")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:
@@ -82,11 +104,15 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-    configs = [(b, v) for b in args.backbones.split(",") for v in args.variants.split(",")]
-    built = {c: make(*c, args) for c in configs}
+    compiled = {"off": (False,), "on": (True,), "both": (False, True)}[args.compile]
+    configs = [(b, v, c) for b in args.backbones.split(",") for v in args.variants.split(",") for c in compiled]
+    built = {}
+    for b, v, c in configs:
+        model, optimizers, x, y = make(b, v, args)
+        built[(b, v, c)] = (torch.compile(model) if c else model, optimizers, x, y)
     for c in configs:
         steps(*built[c], args.warmup, amp, args.device)
-    rates: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
+    rates: dict[tuple[str, str, bool], list[float]] = {c: [] for c in configs}
     for _ in range(args.repeats):
         for c in configs:
             rates[c].append(args.steps * args.batch_size / steps(*built[c], args.steps, amp, args.device))
@@ -94,15 +120,16 @@ def main() -> None:
     print(f"device {args.device} ({device}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, {args.size[0]}x{args.size[1]}, {args.classes} classes, amp {args.amp}, "
           f"channels_last {args.channels_last}, median of {args.repeats}×{args.steps} steps")
-    print(f"{'backbone':<10} " + " ".join(f"{v + ' samples/s':>20}" for v in args.variants.split(",")))
+    print("| backbone | variant | torch.compile | samples/s (median) | GFLOP/sample | fraction of ceiling |")
+    print("|---|---|---|---|---|---|")
     results = []
-    for b in args.backbones.split(","):
-        row = []
-        for v in args.variants.split(","):
-            median = statistics.median(rates[(b, v)])
-            row.append(f"{median:>20.1f}")
-            results.append({"backbone": b, "variant": v, "samples_per_s": median, "all": rates[(b, v)]})
-        print(f"{b:<10} " + " ".join(row))
+    for b, v, c in configs:
+        median = statistics.median(rates[(b, v, c)])
+        flops = flops_per_sample(b, v, args)
+        fraction = median * flops / (args.peak_tflops * 1e12)
+        print(f"| {b} | {v} | {'on' if c else 'off'} | {median:.1f} | {flops / 1e9:.2f} | {fraction:.2%} |")
+        results.append({"backbone": b, "variant": v, "compile": c, "samples_per_s": median, "all": rates[(b, v, c)],
+                        "flops_per_sample": flops, "fraction_of_peak": fraction})
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "device": device, "results": results}, fh, indent=2)
