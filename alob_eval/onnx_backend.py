@@ -130,13 +130,16 @@ def export_graph(model: torch.nn.Module, input_size: tuple[int, int], path: str 
 
 def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session for the graph at ``path``: ``threads`` intra-op threads (default:
-    the cores this process may use), one inter-op thread, all graph optimisations."""
+    the cores this process may use), one inter-op thread, all graph optimisations, and idle threads
+    that sleep instead of spinning (as fast on a quiet machine, faster on a busy one:
+    docs/BENCHMARKS.md)."""
     ort = require_onnx()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
