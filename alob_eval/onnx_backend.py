@@ -135,12 +135,21 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     docs/BENCHMARKS.md)."""
     ort = require_onnx()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or cores
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _session_or_none(path: Path, threads: int | None) -> Any:
+    """The session of a graph file, or None when ONNX Runtime cannot load it (a damaged file)."""
+    try:
+        return onnx_session(path, threads)
+    except Exception:  # onnxruntime's own exception types (invalid protobuf, graph errors ...)
+        return None
 
 
 def session_embedder(session: Any, input_size: tuple[int, int]) -> Embedder:
@@ -176,22 +185,16 @@ def checkpoint_onnx_embedder(model: torch.nn.Module, input_size: tuple[int, int]
     drawn from ``rng``; returns it and a description of the backend."""
     ort = require_onnx()
     path = cached_graph_path(checkpoint)
-    for fresh in (False, True):
-        if fresh or not path.is_file():
-            export_graph(model, input_size, path)
-            fresh = True
-        try:
-            session = onnx_session(path, threads)
-        except Exception:  # an unreadable cache file (disk trouble): export it again
-            if fresh:
-                raise BackendUnavailable(f"ONNX Runtime cannot load the exported graph {path}; "
-                                         "--backend torch does not need it") from None
-            continue
+    session = _session_or_none(path, threads) if path.is_file() else None
+    if session is None or _agrees(session, reference, input_size, rng) < MIN_COSINE:
+        export_graph(model, input_size, path)  # none cached, or an unreadable or wrong file: export again
+        session = _session_or_none(path, threads)
+        if session is None:
+            raise BackendUnavailable(f"ONNX Runtime cannot load the exported graph {path}; "
+                                     "--backend torch does not need it")
         cosine = _agrees(session, reference, input_size, rng)
-        if cosine >= MIN_COSINE:
-            threads_used = session.get_session_options().intra_op_num_threads
-            return session_embedder(session, input_size), f"onnxruntime {ort.__version__} ({threads_used} threads)"
-        if fresh:
+        if cosine < MIN_COSINE:
             raise BackendUnavailable(f"the exported ONNX graph does not reproduce the torch embedding (cosine "
                                      f"{cosine:.6f} < {MIN_COSINE}); --backend torch does not need it")
-    raise AssertionError("unreachable")
+    threads_used = session.get_session_options().intra_op_num_threads
+    return session_embedder(session, input_size), f"onnxruntime {ort.__version__} ({threads_used} threads)"
