@@ -16,6 +16,7 @@ import numpy as np
 from alob_common.atomic import write_json_atomic, write_text_atomic
 from alob_common.verification import TAR_CONVENTIONS
 from alob_eval.diagnose import diagnose_command
+from alob_eval.onnx_backend import AUTO_MIN_IMAGES, BACKENDS
 from alob_eval.reference_models import REFERENCE_MODELS
 
 if TYPE_CHECKING:
@@ -35,7 +36,11 @@ def _parse_bench(spec: str) -> Benchmark:
 
 
 def _model_options(func):
-    """Options that choose the model being measured (shared by every alob-eval command)."""
+    """Options that choose the model being measured and how it runs (shared by alob-eval and ar)."""
+    func = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                        help="How a --checkpoint model is run: torch (the reference), onnx (ONNX Runtime, optional "
+                             "[onnx] extra; same embeddings, faster on CPU) or auto (onnx when installed and at least "
+                             f"{AUTO_MIN_IMAGES} images are embedded, else torch).")(func)
     func = click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
                         help="Measure precomputed embeddings: an .npz with 'paths' and 'embeddings' (one vector per "
                              "image; paths absolute or relative to the benchmark folder).")(func)
@@ -48,11 +53,13 @@ def _model_options(func):
     return func
 
 
-def _checkpoint_embedder(checkpoint: str, which: str):
-    """Embedder and a description of a trained model (best.pt, else last.pt, by default)."""
+def _checkpoint_embedder(checkpoint: str, which: str, backend: str = "torch", images: int = 0):
+    """Embedder, description, model, settings and backend used of a trained model (best.pt, else
+    last.pt, by default); ``backend`` as --backend, ``images``: how many will be embedded."""
     import torch
 
-    from alob_train.checkpoint import CheckpointError, load_model
+    from alob_eval.onnx_backend import BackendUnavailable, checkpoint_onnx_embedder, resolve_backend
+    from alob_train.checkpoint import CheckpointError, checkpoint_file, load_model
     from alob_train.embed import fuse_conv_bn, model_embedder
 
     run = Path(checkpoint)
@@ -67,7 +74,18 @@ def _checkpoint_embedder(checkpoint: str, which: str):
     name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"
     # BatchNorms folded into their convolutions, channels_last (~1.5-2x faster convolutions on CPU)
     fast = fuse_conv_bn(model).to(memory_format=torch.channels_last)
-    return model_embedder(fast, tuple(cfg["input_size"]), channels_last=True), name, model, cfg
+    size = tuple(cfg["input_size"])
+    embed = model_embedder(fast, size, channels_last=True)
+    used = f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)"
+    if resolve_backend(backend, images) == "onnx":
+        try:  # the same embedding through ONNX Runtime (checked against `embed` on probe images)
+            embed, used = checkpoint_onnx_embedder(fast, size, checkpoint_file(run, which), embed,
+                                                   np.random.default_rng(0))
+        except BackendUnavailable as err:
+            if backend == "onnx":
+                raise click.ClickException(str(err)) from None
+            click.echo(f"{err}: using the torch backend", err=True)
+    return embed, name, model, cfg, used
 
 
 def _check_one_model(model_args: dict) -> None:
@@ -93,16 +111,19 @@ def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
 
 
 def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
-                 quiet: bool, images: dict[str, bytes] | None = None) -> tuple[dict[str, np.ndarray], str]:
+                 quiet: bool, images: dict[str, bytes] | None = None) -> tuple[dict[str, np.ndarray], str, str]:
     """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
-    --reference (``images``: encoded images held in memory, a .bin's, by path); returns them and
-    the model's description."""
+    --reference (``images``: encoded images held in memory, a .bin's, by path); returns them, the
+    model's description and the backend that computed them."""
     from alob_eval.benchmarks import embed_images
     from alob_eval.embeddings import embeddings_for, load_embeddings
     from alob_eval.reference_models import ModelUnavailable, reference_embedder
 
     _check_one_model(model_args)
     checkpoint, reference, embeddings = model_args.get("checkpoint"), model_args.get("reference"), model_args.get("embeddings")
+    backend = model_args.get("backend") or "auto"
+    if backend == "onnx" and not checkpoint:
+        raise click.UsageError("--backend onnx runs a --checkpoint model; drop it for --reference or --embeddings")
     if embeddings:
         try:
             table = load_embeddings(embeddings)
@@ -114,20 +135,20 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
                 vectors.update(zip(paths, embeddings_for(table, paths, root)))
         except KeyError as err:
             raise click.ClickException(str(err.args[0])) from None
-        return vectors, f"embeddings {embeddings}"
+        return vectors, f"embeddings {embeddings}", "precomputed embeddings"
     images = images or {}
     missing = [p for _, paths in paths_by_root for p in paths if p not in images and not Path(p).is_file()]
     if missing:
         raise click.ClickException(f"{len(missing)} images are missing, e.g. {missing[0]}")
+    paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
     if checkpoint:
-        embed, model = _checkpoint_embedder(checkpoint, model_args.get("which", "best"))[:2]
+        embed, model, _, _, used = _checkpoint_embedder(checkpoint, model_args.get("which", "best"), backend, len(paths))
     else:
         try:
-            embed, model = reference_embedder(reference), f"reference {reference}"
+            embed, model, used = reference_embedder(reference), f"reference {reference}", "the reference model's own runtime"
         except ModelUnavailable as err:
             raise click.ClickException(str(err)) from None
-    paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
-    return embed_images(embed, paths, images, batch_size, flip, progress=not quiet), model
+    return embed_images(embed, paths, images, batch_size, flip, progress=not quiet), model, used
 
 
 @click.group(invoke_without_command=True,
@@ -151,8 +172,8 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
               help="Folder for results.json, results.md and roc.png.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def main(ctx, benches, checkpoint, which, reference, embeddings, save_embeddings, fars, tar_convention, flip,
-         batch_size, out, quiet) -> None:
+def main(ctx, benches, checkpoint, which, reference, embeddings, backend, save_embeddings, fars, tar_convention,
+         flip, batch_size, out, quiet) -> None:
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
     Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
@@ -172,7 +193,8 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, save_embeddings
     from alob_eval.benchmarks import evaluate_benchmarks
     from alob_eval.report import write_eval_report
 
-    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
+    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings,
+                  "backend": backend}
     _check_one_model(model_args)
     benchmarks = [_parse_bench(spec) for spec in benches]
     if embeddings is None:  # an embeddings file may name images that are not on this machine
@@ -180,18 +202,18 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, save_embeddings
     start = time.perf_counter()
     groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
     images = {path: data for b in benchmarks for path, data in b.images.items()}
-    vectors, model = _vectors_for(groups, model_args, flip, batch_size, quiet, images)
+    vectors, model, used = _vectors_for(groups, model_args, flip, batch_size, quiet, images)
     try:
         results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
         if save_embeddings:
             _save_vectors(save_embeddings, vectors)
     except UserError as err:
         raise click.ClickException(str(err)) from None
-    meta = {"model": model, "flip": flip, "command": sys.argv, "seconds": round(time.perf_counter() - start, 1),
-            "benchmarks": {b.name: str(b.root) for b in benchmarks}}
+    meta = {"model": model, "backend": used, "flip": flip, "command": sys.argv,
+            "seconds": round(time.perf_counter() - start, 1), "benchmarks": {b.name: str(b.root) for b in benchmarks}}
     write_eval_report(out, results, curves, meta, tuple(fars))
     click.echo((Path(out) / "results.md").read_text())
-    click.echo(f"report: {Path(out) / 'results.md'} ({meta['seconds']} s)")
+    click.echo(f"report: {Path(out) / 'results.md'} ({meta['seconds']} s, embeddings by {used})")
 
 
 def _save_vectors(path: str, vectors: dict[str, np.ndarray]) -> None:
@@ -215,8 +237,8 @@ def _save_vectors(path: str, vectors: dict[str, np.ndarray]) -> None:
 @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="report-ar", show_default=True)
 @click.option("--quiet", is_flag=True)
-def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gallery_2, flip, batch_size, out,
-               quiet) -> None:
+def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, gallery_1, gallery_2, flip, batch_size,
+               out, quiet) -> None:
     """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
     from alob_eval.identification import ar_identification, scan_ar
 
@@ -227,16 +249,18 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, gallery_1, gall
         protocols = {"1": tuple(int(v) for v in gallery_1.split(",")), "2": tuple(int(v) for v in gallery_2.split(","))}
     except ValueError:
         raise click.BadParameter("gallery image numbers are comma-separated integers") from None
-    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings}
-    vectors, model = _vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
+    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings,
+                  "backend": backend}
+    vectors, model, used = _vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
     result = ar_identification(table, vectors, protocols)
     lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
     for name, probes in result.items():
         lines.append(f"| {name} | {100 * probes['sunglasses']['rank1']:.2f} | {100 * probes['scarf']['rank1']:.2f} | "
                      f"{probes['sunglasses']['people']} |")
     table_md = "\n".join(lines)
-    write_text_atomic(Path(out) / "ar.md", f"# AR identification: {model}\n\n{table_md}\n\nGalleries: {protocols}\n")
-    write_json_atomic(Path(out) / "ar.json", {"model": model, "galleries": protocols, "results": result})
+    write_text_atomic(Path(out) / "ar.md", f"# AR identification: {model}\n\n{table_md}\n\nGalleries: {protocols}\n"
+                      f"Embeddings by: {used}\n")
+    write_json_atomic(Path(out) / "ar.json", {"model": model, "backend": used, "galleries": protocols, "results": result})
     click.echo(table_md)
     click.echo(f"report: {Path(out) / 'ar.md'}")
 
@@ -270,7 +294,7 @@ def tsne_command(images, checkpoints, references, embedding_files, identities, p
               + [{"embeddings": e} for e in embedding_files])
     panels = {}
     for model_args in models:
-        vectors, model = _vectors_for([(Path(images), paths)], model_args, False, 64, True)
+        vectors, model, _ = _vectors_for([(Path(images), paths)], model_args, False, 64, True)
         panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
     plot_panels(out, panels, labels)
     click.echo(f"t-SNE of {identities} identities x {per_identity} images, {len(panels)} panel(s): {out}")
@@ -323,7 +347,7 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
         raise click.ClickException(str(err)) from None
     if dataset.rows.empty:
         raise click.ClickException(f"{data}: no occluded image with a saved mask to score ({dataset.counts})")
-    _, name, model, cfg = _checkpoint_embedder(checkpoint, which)
+    _, name, model, cfg, _ = _checkpoint_embedder(checkpoint, which)  # torch: Grad-CAM needs gradients
     backbone = model.trimmer if network == "trimmer" else model.identifier
     if backbone is None:
         raise click.ClickException(f"{name} is a {cfg['variant']} model without a Trimmer; use --network identifier "

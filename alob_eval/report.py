@@ -37,6 +37,8 @@ def write_eval_report(out: str | Path, results: dict[str, dict], curves: dict[st
         f"- Accuracy: {CONVENTIONS['accuracy']}.",
         f"- TAR@FAR: {CONVENTIONS[convention]}.",
     ]
+    if meta.get("backend"):
+        notes.append(f"- Embeddings computed by: {meta['backend']}.")
     for name, r in results.items():
         if r.get("fold_rule", FOLDS_AS_GIVEN) != FOLDS_AS_GIVEN:
             notes.append(f"- {name}: accuracy folds: {r['fold_rule']}.")

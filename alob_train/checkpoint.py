@@ -122,6 +122,12 @@ def restore_training_state(state: dict[str, Any], model: ALOB, optimizers: dict,
         raise CheckpointError(f"the checkpoint does not fit the run's model and settings ({_first_line(err)})") from None
 
 
+def checkpoint_file(run_or_file: str | Path, which: str = "last") -> Path:
+    """The checkpoint file a run folder's ``which`` names (``checkpoints/<which>.pt``), or the file given."""
+    path = Path(run_or_file)
+    return path / "checkpoints" / f"{which}.pt" if path.is_dir() else path
+
+
 def load_model(run_or_file: str | Path, which: str = "last",
                map_location: str | torch.device = "cpu") -> tuple[ALOB, dict[str, Any]]:
     """Rebuild a trained :class:`~alob_train.model.ALOB` in eval mode from a run folder
@@ -131,9 +137,7 @@ def load_model(run_or_file: str | Path, which: str = "last",
     input_size ...), so that an evaluation feeds images of the size the model was trained on.
     Raises :class:`CheckpointError` for a damaged checkpoint.
     """
-    path = Path(run_or_file)
-    if path.is_dir():
-        path = path / "checkpoints" / f"{which}.pt"
+    path = checkpoint_file(run_or_file, which)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = load_checkpoint(path, map_location)

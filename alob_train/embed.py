@@ -45,6 +45,15 @@ def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
     return fused
 
 
+def model_inputs(images: Sequence[np.ndarray], input_size: tuple[int, int]) -> torch.Tensor:
+    """RGB uint8 images (H, W, 3) -> the float32 batch (N, 3, H, W) a model is fed: brought to its
+    input size and normalised exactly as in training (:mod:`alob_train.preprocess`). Every
+    inference backend starts from this tensor, so all of them see the same pixels."""
+    batch = [fit_to_input(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), input_size)
+             for image in images]
+    return normalize(torch.stack(batch))
+
+
 def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device | str = "cpu",
                    channels_last: bool = False) -> Embedder:
     """An :data:`Embedder` over a trained ALOB model (any variant's ``embed``): images are brought
@@ -52,10 +61,7 @@ def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: 
     then embedded in eval mode."""
     @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> np.ndarray:
-        batch = []
-        for image in images:
-            batch.append(fit_to_input(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), input_size))
-        x = normalize(torch.stack(batch)).to(device)
+        x = model_inputs(images, input_size).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         was_training = model.training
