@@ -24,6 +24,7 @@ if __name__ == "__main__":  # run as a script from tests/: the project root is o
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from occgen.build import BuildConfig, Job, build
+from occgen.masks import MaskConfig
 from occgen.synth import OcclusionConfig, parse_scale_set
 
 GOLDEN = {  # computed before the speed work (commit 1fd8c7a)
@@ -36,6 +37,8 @@ GOLDEN = {  # computed before the speed work (commit 1fd8c7a)
     "lfw ratio 0.52 search": "2db33738de22b4b5d3b82fdfa7f4e654fb2bb88f2a9716914cf751eb382021d5",
     "lfw ratio 0.45 semantic search": "11804be61242b923b68af060dc403d338ac567bc3da65d52781a6ed4051a3176",
     "lfw ratio 0.4 rect search": "40c9644860726745de67d0152332da567292d99d37a15a2249a7f8c40e5b9522",
+    "lfw masks (face-shape model)": "2c0a840adbceaad0355d9db098216ef26d6b8e7a16927801a987fd89e1a14c5d",
+    "folder mixed shards": "71861104b69320e4073f170f1a47fcb129e5e9fe3307356fce04631578158b0e",
 }
 
 
@@ -85,6 +88,10 @@ def builds() -> dict[str, BuildConfig]:
         "lfw ratio 0.45 semantic search": BuildConfig("lfw", OcclusionConfig(ratio=0.45, placement="semantic",
                                                                              **search)),
         "lfw ratio 0.4 rect search": BuildConfig("lfw", OcclusionConfig(ratio=0.4, blend="rect", **search)),
+        "lfw masks (face-shape model)": BuildConfig("lfw", OcclusionConfig(ratio=0.52, **search), kind="mask",
+                                                   masks=MaskConfig(landmarks="model")),
+        "folder mixed shards": BuildConfig("folder", OcclusionConfig(scale_set=parse_scale_set("1:0.5:5")),
+                                           kind="mixed", masks=MaskConfig(landmarks="model"), format="shards"),
     }
 
 
