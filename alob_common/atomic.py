@@ -70,6 +70,18 @@ def write_csv_atomic(path: str | os.PathLike, table: "pd.DataFrame") -> None:
     write_text_atomic(path, table.to_csv(index=False))
 
 
+_ROOT_FD: list[int] = []
+
+
+def _link(source: str | os.PathLike, path: str) -> None:
+    """Hard-link ``path`` to the file ``source`` names, through a symlink to its target (link(2)
+    links the symlink itself; linkat with AT_SYMLINK_FOLLOW, which Python uses only when given a
+    folder descriptor, follows it; the descriptor is ignored for the absolute path given)."""
+    if not _ROOT_FD:
+        _ROOT_FD.append(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    os.link(os.path.abspath(source), path, src_dir_fd=_ROOT_FD[0], follow_symlinks=True)
+
+
 def link_or_copy_atomic(source: str | os.PathLike, path: str | os.PathLike, data: bytes) -> None:
     """Put a copy of ``source`` (whose bytes are ``data``) at ``path``: a hard link to the file
     ``source`` is or points to when both lie on one file system (no second copy on disk, ten
@@ -78,17 +90,17 @@ def link_or_copy_atomic(source: str | os.PathLike, path: str | os.PathLike, data
     path = os.fspath(path)
     try:
         try:
-            os.link(source, path, follow_symlinks=True)
+            _link(source, path)
             return
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            os.link(source, path, follow_symlinks=True)
+            _link(source, path)
             return
         except FileExistsError:
             pass
         tmp = _temporary(path)
         try:
-            os.link(source, tmp, follow_symlinks=True)
+            _link(source, tmp)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)  # renaming onto a link of the same file leaves the source name
