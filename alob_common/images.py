@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from alob_common.atomic import write_bytes_atomic
-from alob_common.png import encode_gray_png
 
 try:  # libjpeg-turbo bindings: the same pixels as OpenCV's JPEG decoder (checked on all of LFW), faster
     import simplejpeg
@@ -190,9 +189,6 @@ def encode(image: np.ndarray, ext: str, jpeg_quality: int = 95, png_level: int |
         params = [cv2.IMWRITE_WEBP_QUALITY, 100]
     elif ext == ".png" and png_level is not None:
         params = [cv2.IMWRITE_PNG_COMPRESSION, png_level]
-        fast = encode_gray_png(image) if png_level == 1 else None  # masks: OpenCV's bytes, made faster
-        if fast is not None:
-            return fast
     array = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, buf = cv2.imencode(ext, array, params)
     if not ok:

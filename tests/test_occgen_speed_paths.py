@@ -1,7 +1,6 @@
 """The fast paths of the occgen build give what the slow ones gave: the ratio-mode coverage
-tables (exact pixel counts of the pasted masks, targets met), the PNG mask encoder (OpenCV's
-bytes), the JPEG decoder (OpenCV's pixels), the hard-link and atomic writers, and the manifest
-pieces (pandas' CSV)."""
+tables (exact pixel counts of the pasted masks, targets met), the JPEG decoder (OpenCV's
+pixels), the hard-link and atomic writers, and the manifest pieces (pandas' CSV)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from alob_common import images, png
+from alob_common import images
 from alob_common.atomic import link_or_copy_atomic, write_bytes_atomic
 from occgen import OcclusionConfig, default_library, occlude
 from occgen.build_plan import MANIFEST_COLUMNS
@@ -69,21 +68,6 @@ def test_search_solver_is_still_there_and_differs():
     assert old[2]["mode"] == new[2]["mode"] == "ratio"
     with pytest.raises(ValueError):
         OcclusionConfig(ratio=0.5, ratio_solver="guess")
-
-
-def test_png_masks_are_opencvs_bytes():
-    library = default_library()
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (112, 96, 3), dtype=np.uint8)
-    samples = [occlude(image, np.random.default_rng(i), library, cfg)[1] for i in range(150) for cfg in
-               (OcclusionConfig(factor=3.0, blend="rect"), OcclusionConfig(ratio=0.5), OcclusionConfig(factor=2.0))]
-    samples += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((112, 112), (200, 150), (64, 300))]
-    samples += [(rng.random((h, w)) > 0.5).astype(np.uint8) * 255 for h, w in ((112, 96), (90, 50), (300, 200))]
-    for mask in samples:
-        reference = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
-        assert images.encode(mask, ".png") == reference
-    assert png.encode_gray_png(samples[0]) is not None  # the fast path is the one checked here
-    assert png.encode_gray_png(np.zeros((20, 20), np.uint8)) is None  # too small: OpenCV encodes it
 
 
 def _opencv_rgb(data: bytes) -> np.ndarray:
