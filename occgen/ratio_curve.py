@@ -35,7 +35,8 @@ class CoverageTable:
 
     sizes: np.ndarray  # (n, 2) int: width, height of size k
     scales: np.ndarray  # (n,) float: size k over the native size
-    counts: np.ndarray  # (n, ceil(H / STRIDE), ceil(W / STRIDE)): pixels covered, centre (STRIDE·j, STRIDE·i)
+    counts: np.ndarray  # (ceil(H / STRIDE), ceil(W / STRIDE), n): pixels covered, centre (STRIDE·j, STRIDE·i)
+    reach: np.ndarray  # (ceil(H / STRIDE), ceil(W / STRIDE)): the most pixels any size covers there
 
 
 _TABLES: "weakref.WeakKeyDictionary[Occluder, dict]" = weakref.WeakKeyDictionary()
@@ -59,69 +60,82 @@ def coverage_table(occ: Occluder, W: int, H: int, rect: bool, max_extent: float)
         return tables[key]
     sizes, scales = _sizes(occ, W, H, max_extent)
     cx, cy = np.arange(0, W, STRIDE), np.arange(0, H, STRIDE)
-    counts = np.empty((len(sizes), len(cy), len(cx)), np.uint16 if W * H < 2**16 else np.uint32)
-    for k, (w, h) in enumerate(sizes):
-        u0, u1 = np.clip(w // 2 - cx, 0, w), np.clip(W - cx + w // 2, 0, w)  # visible columns of the mask
-        v0, v1 = np.clip(h // 2 - cy, 0, h), np.clip(H - cy + h // 2, 0, h)
+    w, h = sizes[:, :1], sizes[:, 1:]
+    u0, u1 = np.clip(w // 2 - cx, 0, w), np.clip(W - cx + w // 2, 0, w)  # visible columns of each size's mask
+    v0, v1 = np.clip(h // 2 - cy, 0, h), np.clip(H - cy + h // 2, 0, h)  # and rows, per centre
+    by_size = np.empty((len(sizes), len(cy), len(cx)), np.uint16 if W * H < 2**16 else np.uint32)
+    for k, (width, height) in enumerate(sizes):
         if rect:
-            counts[k] = (v1 - v0)[:, None] * (u1 - u0)[None, :]
+            by_size[k] = (v1[k] - v0[k])[:, None] * (u1[k] - u0[k])[None, :]
             continue
-        s = cv2.integral(alpha_mask(occ, int(w), int(h)).astype(np.uint8))
-        counts[k] = s[v1[:, None], u1] - s[v0[:, None], u1] - s[v1[:, None], u0] + s[v0[:, None], u0]
-    tables[key] = CoverageTable(sizes, scales, counts)
+        s = cv2.integral(alpha_mask(occ, int(width), int(height)).astype(np.uint8))
+        band = s[v1[k]] - s[v0[k]]  # the mask's pixels in the visible rows, summed up to each column
+        by_size[k] = band[:, u1[k]] - band[:, u0[k]]
+    counts = np.ascontiguousarray(by_size.transpose(1, 2, 0))
+    tables[key] = CoverageTable(sizes, scales, counts, counts.max(axis=2))
     return tables[key]
 
 
-def _candidates(rng: np.random.Generator, occ: Occluder, table: CoverageTable, W: int, H: int, cfg
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CENTRE_TRIES candidate centres as grid rows and columns, (CENTRE_TRIES, n) each (semantic
-    placement: the centre moves with the size, by the occluder's anchor; random placement:
-    (CENTRE_TRIES, 1), one centre for every size), and their coverage curves in pixels,
-    (CENTRE_TRIES, n)."""
-    rows, cols = table.counts.shape[1:]
-    n = len(table.sizes)
-    if cfg.placement == "semantic" and occ.hint in ("eyes", "mouth"):
-        fx, fy = face_points(H, W)[occ.hint]
-        d = rng.normal(0.0, cfg.jitter, (CENTRE_TRIES, 2)) * (W, H)
-        cx = fx + d[:, :1] + (0.5 - occ.anchor[0]) * table.sizes[None, :, 0]
-        cy = fy + d[:, 1:] + (0.5 - occ.anchor[1]) * table.sizes[None, :, 1]
-        i = np.clip(np.rint(cy / STRIDE), 0, rows - 1).astype(int)
-        j = np.clip(np.rint(cx / STRIDE), 0, cols - 1).astype(int)
-    else:  # one centre per candidate, whatever the size
-        i, j = rng.integers(0, rows, (CENTRE_TRIES, 1)), rng.integers(0, cols, (CENTRE_TRIES, 1))
-    return i, j, table.counts[np.arange(n), i, j]
+def _semantic(rng: np.random.Generator, occ: Occluder, table: CoverageTable, W: int, H: int, cfg
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CENTRE_TRIES candidates of semantic placement, whose centre moves with the size (by the
+    occluder's anchor): grid rows and columns, and coverage curves in pixels, (CENTRE_TRIES, n)."""
+    rows, cols, n = table.counts.shape
+    fx, fy = face_points(H, W)[occ.hint]
+    d = rng.normal(0.0, cfg.jitter, (CENTRE_TRIES, 2)) * (W, H)
+    cx = fx + d[:, :1] + (0.5 - occ.anchor[0]) * table.sizes[None, :, 0]
+    cy = fy + d[:, 1:] + (0.5 - occ.anchor[1]) * table.sizes[None, :, 1]
+    i = np.clip(np.rint(cy / STRIDE), 0, rows - 1).astype(int)
+    j = np.clip(np.rint(cx / STRIDE), 0, cols - 1).astype(int)
+    return i, j, table.counts[i, j, np.arange(n)]
 
 
-def _choose(curves: np.ndarray, need: float) -> tuple[int, int]:
-    """(candidate, size): the first candidate that reaches ``need`` pixels at the size nearest
-    it, else the largest coverage of any candidate."""
-    reaching = np.nonzero(curves.max(axis=1) >= need)[0]
-    if not reaching.size:
-        c, k = np.unravel_index(int(np.argmax(curves)), curves.shape)
-        return int(c), int(k)
-    c = int(reaching[0])
-    k = int(np.argmax(curves[c] >= need))
-    if k > 0 and need - curves[c, k - 1] < curves[c, k] - need:
+def _nearest(curve: np.ndarray, need: float) -> int:
+    """The size whose coverage is nearest ``need`` where the curve first reaches it."""
+    k = int(np.argmax(curve >= need))
+    if k > 0 and need - curve[k - 1] < curve[k] - need:
         k -= 1
-    return c, k
+    return k
+
+
+def _place(rng: np.random.Generator, occ: Occluder, table: CoverageTable, W: int, H: int, cfg, need: float
+           ) -> tuple[int, int, int]:
+    """Grid row, grid column and size: the first of CENTRE_TRIES candidate centres that can cover
+    ``need`` pixels, at the size nearest it; else the largest coverage any candidate reaches."""
+    if cfg.placement == "semantic" and occ.hint in ("eyes", "mouth"):
+        i, j, curves = _semantic(rng, occ, table, W, H, cfg)
+        reaching = np.nonzero(curves.max(axis=1) >= need)[0]
+        if reaching.size:
+            c = int(reaching[0])
+            k = _nearest(curves[c], need)
+        else:
+            c, k = (int(v) for v in np.unravel_index(int(np.argmax(curves)), curves.shape))
+        return int(i[c, k]), int(j[c, k]), k
+    rows, cols, _ = table.counts.shape
+    i, j = rng.integers(0, rows, CENTRE_TRIES), rng.integers(0, cols, CENTRE_TRIES)
+    reach = table.reach[i, j]
+    reaching = np.nonzero(reach >= need)[0]
+    c = int(reaching[0]) if reaching.size else int(np.argmax(reach))
+    curve = table.counts[i[c], j[c]]
+    return int(i[c]), int(j[c]), _nearest(curve, need) if reaching.size else int(np.argmax(curve))
 
 
 def curve_occlude(image: np.ndarray, rng: np.random.Generator, occ: Occluder, cfg, target: float):
     """Occlude ``image`` with ``occ`` at the size whose coverage is nearest ``target``; returns
-    (image, mask, covered fraction, (x0, y0, w, h, scale))."""
+    (image, mask, covered fraction, (x0, y0, w, h, scale)); the covered fraction is the table's
+    count, which is the pasted mask's (tests/test_occgen_speed_paths.py checks it)."""
     H, W = image.shape[:2]
     table = coverage_table(occ, W, H, cfg.blend == "rect", cfg.max_extent)
-    i, j, curves = _candidates(rng, occ, table, W, H, cfg)
-    c, k = _choose(curves, target * W * H)
+    i, j, k = _place(rng, occ, table, W, H, cfg, target * W * H)
     w, h = (int(v) for v in table.sizes[k])
-    i, j = np.broadcast_to(i, curves.shape), np.broadcast_to(j, curves.shape)
-    x0, y0 = int(j[c, k]) * STRIDE - w // 2, int(i[c, k]) * STRIDE - h // 2
+    x0, y0 = j * STRIDE - w // 2, i * STRIDE - h // 2
     out, mask = paste(image, occ, x0, y0, w, h, cfg.blend)
-    return out, mask, float(np.count_nonzero(mask)) / (W * H), (x0, y0, w, h, float(table.scales[k]))
+    return out, mask, int(table.counts[i, j, k]) / (W * H), (x0, y0, w, h, float(table.scales[k]))
 
 
 def curve_best(rng: np.random.Generator, occ: Occluder, W: int, H: int, cfg) -> float:
     """For the calibration: the largest coverage one draw of candidate centres can reach (exact:
     what the paste at that size covers)."""
     table = coverage_table(occ, W, H, cfg.blend == "rect", cfg.max_extent)
-    return float(_candidates(rng, occ, table, W, H, cfg)[2].max()) / (W * H)
+    i, j, k = _place(rng, occ, table, W, H, cfg, np.inf)
+    return int(table.counts[i, j, k]) / (W * H)

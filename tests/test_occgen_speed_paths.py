@@ -32,10 +32,10 @@ def test_coverage_table_counts_are_the_pasted_pixels(blend):
         table = coverage_table(occ, 96, 112, blend == "rect", 2.0)
         for _ in range(25):
             k = int(rng.integers(len(table.sizes)))
-            i, j = int(rng.integers(table.counts.shape[1])), int(rng.integers(table.counts.shape[2]))
+            i, j = int(rng.integers(table.counts.shape[0])), int(rng.integers(table.counts.shape[1]))
             w, h = (int(v) for v in table.sizes[k])
             _, mask = paste(blank, occ, j * STRIDE - w // 2, i * STRIDE - h // 2, w, h, blend)
-            assert np.count_nonzero(mask) == table.counts[k, i, j], (occ.name, k, i, j)
+            assert np.count_nonzero(mask) == table.counts[i, j, k], (occ.name, k, i, j)
 
 
 @pytest.mark.parametrize("placement", ["random", "semantic"])
