@@ -4,6 +4,8 @@ every size mode of :mod:`occgen.synth` and both ratio solvers."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import cv2
 import numpy as np
 
@@ -11,6 +13,9 @@ from alob_common.geometry import crop_template
 from occgen.library import Occluder
 
 CENTRE_TRIES = 6  # ratio mode: candidate centres drawn at once, the first that can reach the target wins
+RESIZED_CACHE_BYTES = 64 << 20  # per process: the resized occluders kept for reuse (a factor mode needs 63)
+_RESIZED: OrderedDict = OrderedDict()
+_CACHED_BYTES = [0]
 
 
 def face_points(height: int, width: int) -> dict[str, tuple[float, float]]:
@@ -33,6 +38,30 @@ def alpha_mask(occ: Occluder, w: int, h: int) -> np.ndarray:
     return resize_occluder(occ.premultiplied[1], w, h) > 0.5
 
 
+def _resized(occ: Occluder, w: int, h: int, blend: str) -> tuple[np.ndarray, ...]:
+    """``occ`` resized to w×h as paste draws it (read only): (flat picture,) for rect blending,
+    (premultiplied RGB, alpha clipped to [0, 1]) for alpha blending. The same occluder at the same
+    size is resized once per process while it stays among the recently used (a byte budget)."""
+    key = (occ, w, h, blend)
+    found = _RESIZED.get(key)
+    if found is not None:
+        _RESIZED.move_to_end(key)
+        return found
+    if blend == "rect":
+        arrays: tuple[np.ndarray, ...] = (resize_occluder(occ.flat, w, h),)
+    else:
+        prem, alpha = occ.premultiplied
+        a = resize_occluder(alpha, w, h)
+        arrays = (resize_occluder(prem, w, h), np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a))
+    for array in arrays:
+        array.flags.writeable = False
+    _RESIZED[key] = arrays
+    _CACHED_BYTES[0] += sum(a.nbytes for a in arrays)
+    while _CACHED_BYTES[0] > RESIZED_CACHE_BYTES and len(_RESIZED) > 1:
+        _CACHED_BYTES[0] -= sum(a.nbytes for a in _RESIZED.popitem(last=False)[1])
+    return arrays
+
+
 def paste(image: np.ndarray, occ: Occluder, x0: int, y0: int, w: int, h: int, blend: str) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``occ`` resized to w×h with its top-left at (x0, y0); returns (image, true mask)."""
     H, W = image.shape[:2]
@@ -43,15 +72,14 @@ def paste(image: np.ndarray, occ: Occluder, x0: int, y0: int, w: int, h: int, bl
         return out, mask
     sy, sx = slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0)
     if blend == "rect":
-        out[iy0:iy1, ix0:ix1] = resize_occluder(occ.flat, w, h)[sy, sx]
+        out[iy0:iy1, ix0:ix1] = _resized(occ, w, h, blend)[0][sy, sx]
         mask[iy0:iy1, ix0:ix1] = 255
         return out, mask
-    prem, alpha = occ.premultiplied
-    a = resize_occluder(alpha, w, h)[sy, sx]
-    np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a)  # np.clip's result, without its Python wrapper
+    prem, alpha = _resized(occ, w, h, blend)
+    a = alpha[sy, sx]
     blended = out[iy0:iy1, ix0:ix1].astype(np.float32)
     blended *= 1.0 - a[..., None]
-    blended += resize_occluder(prem, w, h)[sy, sx]
+    blended += prem[sy, sx]
     blended += 0.5
     out[iy0:iy1, ix0:ix1] = np.minimum(np.maximum(blended, 0.0, out=blended), 255.0, out=blended)
     mask[iy0:iy1, ix0:ix1] = a > 0.5
