@@ -28,6 +28,7 @@ from occgen.library import library_or_default
 from occgen.masks import mask_face
 from occgen.masktheface import load_templates_cached
 from occgen.pack_writer import write_pack_piece
+from occgen.ratio_curve import adopt_tables
 from occgen.rng import rng_for
 from occgen.synth import occlude
 from occgen.writers import FolderWriter, ShardWriter
@@ -38,8 +39,9 @@ SHARD_META = ("label", "identity", "source", "occluded", "kind", "category", "as
 _STATE: dict = {}  # per process: the config, the occluder library, mask templates, landmark tables
 
 
-def init_worker(config: BuildConfig) -> None:
-    """Load what every sample of ``config`` needs, once per process."""
+def init_worker(config: BuildConfig, tables: dict | None = None) -> None:
+    """Load what every sample of ``config`` needs, once per process (``tables``: ratio mode's
+    coverage tables, as the calling process exported them)."""
     cv2.setNumThreads(1)
     _STATE["config"] = config
     _STATE["landmarks"] = {}
@@ -49,6 +51,8 @@ def init_worker(config: BuildConfig) -> None:
         _STATE["library"] = None
         return
     _STATE["library"] = library_or_default(config.occluders).subset(config.occlusion.categories)
+    if tables is not None:
+        adopt_tables(_STATE["library"], tables)
 
 
 def run_unit(task: tuple[str, str, int, list[Sample]]) -> tuple[int, int]:

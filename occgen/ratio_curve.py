@@ -11,8 +11,9 @@ else the largest coverage any candidate reaches). The coverage of the pasted mas
 number: no prediction to correct, so one paste per image, and per image the coverage is within
 half a pixel-size step of the target.
 
-Tables are built on first use (a fraction of a second for the bundled library at 112×96) and
-kept per occluder for the life of the process.
+Tables are built on first use (about half a CPU-second for the bundled library at 112×96, 70 MB)
+and kept per occluder for the life of the process; a build makes them once and hands them to its
+worker processes (:func:`export_tables`, :func:`adopt_tables`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from occgen.library import Occluder
+from occgen.library import Occluder, OccluderLibrary
 from occgen.placement import CENTRE_TRIES, alpha_mask, face_points, paste
 
 STRIDE = 2  # centres lie on this grid (pixels): the table stays small, placement stays fine-grained
@@ -139,3 +140,17 @@ def curve_best(rng: np.random.Generator, occ: Occluder, W: int, H: int, cfg) -> 
     table = coverage_table(occ, W, H, cfg.blend == "rect", cfg.max_extent)
     i, j, k = _place(rng, occ, table, W, H, cfg, np.inf)
     return int(table.counts[i, j, k]) / (W * H)
+
+
+def export_tables(library: OccluderLibrary, W: int, H: int, rect: bool, max_extent: float) -> dict:
+    """Every occluder's table at W×H (built here when missing), to hand to worker processes so
+    they do not build them again (:func:`adopt_tables`)."""
+    return {"fingerprint": library.fingerprint, "key": (W, H, rect, max_extent),
+            "tables": [coverage_table(occ, W, H, rect, max_extent) for occ in library.occluders]}
+
+
+def adopt_tables(library: OccluderLibrary, shared: dict) -> None:
+    """Use the tables another process exported, when they were made for this very library."""
+    if shared["fingerprint"] == library.fingerprint and len(shared["tables"]) == len(library.occluders):
+        for occ, table in zip(library.occluders, shared["tables"]):
+            _TABLES.setdefault(occ, {})[shared["key"]] = table

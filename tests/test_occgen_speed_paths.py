@@ -138,3 +138,16 @@ def test_clean_copies_of_symlinked_inputs_are_links_to_the_images(tmp_path):
     assert len(clean) == 12
     for path in clean:
         assert not path.is_symlink() and os.path.samefile(path, real / path.parent.name / path.name)
+
+
+def test_ratio_curve_build_same_with_workers_given_the_tables(tmp_path):
+    """The workers use the coverage tables the build hands them: same bytes as one process."""
+    from test_occgen_golden import digest_folder, make_tree
+
+    from occgen.build import BuildConfig, Job, build
+
+    src = make_tree(tmp_path / "src")
+    config = BuildConfig("lfw", OcclusionConfig(ratio=0.52, placement="semantic"), unit_size=9)
+    build(Job(src, tmp_path / "w0", config, workers=0), progress=False)
+    build(Job(src, tmp_path / "w2", config, workers=2), progress=False)
+    assert digest_folder(tmp_path / "w0") == digest_folder(tmp_path / "w2")
