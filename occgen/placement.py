@@ -39,9 +39,10 @@ def alpha_mask(occ: Occluder, w: int, h: int) -> np.ndarray:
 
 
 def _resized(occ: Occluder, w: int, h: int, blend: str) -> tuple[np.ndarray, ...]:
-    """``occ`` resized to w×h as paste draws it (read only): (flat picture,) for rect blending,
-    (premultiplied RGB, alpha clipped to [0, 1]) for alpha blending. The same occluder at the same
-    size is resized once per process while it stays among the recently used (a byte budget)."""
+    """``occ`` resized to w×h as paste draws it (read only): (flat picture,) for rect blending;
+    for alpha blending (premultiplied RGB, 1 - alpha, mask: 255 where alpha > 0.5), alpha clipped
+    to [0, 1]. The same occluder at the same size is resized once per process while it stays
+    among the recently used (a byte budget)."""
     key = (occ, w, h, blend)
     found = _RESIZED.get(key)
     if found is not None:
@@ -52,7 +53,8 @@ def _resized(occ: Occluder, w: int, h: int, blend: str) -> tuple[np.ndarray, ...
     else:
         prem, alpha = occ.premultiplied
         a = resize_occluder(alpha, w, h)
-        arrays = (resize_occluder(prem, w, h), np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a))
+        np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a)  # np.clip's result, without its Python wrapper
+        arrays = (resize_occluder(prem, w, h), 1.0 - a, np.where(a > 0.5, 255, 0).astype(np.uint8))
     for array in arrays:
         array.flags.writeable = False
     _RESIZED[key] = arrays
@@ -75,15 +77,13 @@ def paste(image: np.ndarray, occ: Occluder, x0: int, y0: int, w: int, h: int, bl
         out[iy0:iy1, ix0:ix1] = _resized(occ, w, h, blend)[0][sy, sx]
         mask[iy0:iy1, ix0:ix1] = 255
         return out, mask
-    prem, alpha = _resized(occ, w, h, blend)
-    a = alpha[sy, sx]
+    prem, inverse, drawn = _resized(occ, w, h, blend)
     blended = out[iy0:iy1, ix0:ix1].astype(np.float32)
-    blended *= 1.0 - a[..., None]
+    blended *= inverse[sy, sx, None]
     blended += prem[sy, sx]
-    blended += 0.5
-    out[iy0:iy1, ix0:ix1] = np.minimum(np.maximum(blended, 0.0, out=blended), 255.0, out=blended)
-    mask[iy0:iy1, ix0:ix1] = a > 0.5
-    mask *= 255
+    blended += 0.5  # >= 0.5 (premultiplied colours and 1 - alpha are >= 0), < 256: rounds as it casts
+    out[iy0:iy1, ix0:ix1] = np.minimum(blended, 255.0, out=blended)
+    mask[iy0:iy1, ix0:ix1] = drawn[sy, sx]
     return out, mask
 
 
