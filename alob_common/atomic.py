@@ -13,29 +13,45 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _temporary(path: Path) -> Path:
+def _temporary(path: str | os.PathLike) -> str:
     # The process id keeps concurrent writers (worker processes, array jobs) apart.
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+
+
+def _create(path: str) -> int:
+    """Open ``path`` for writing (created or truncated), creating its folder only when missing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        folder = os.path.dirname(path)
+        if not folder:
+            raise
+        os.makedirs(folder, exist_ok=True)
+        return os.open(path, flags, 0o666)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it, and rename it over ``path``.
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``.
 
-    The folder is created only when missing (builders write thousands of files per second).
+    The folder is created only when missing, and the file is written with plain system calls on
+    string paths (builders write thousands of files per second).
     """
-    path = Path(path)
+    path = os.fspath(path)
     tmp = _temporary(path)
+    fd = _create(tmp)
     try:
-        handle = open(tmp, "wb")
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(tmp, "wb")
-    try:
-        with handle:
-            handle.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -54,21 +70,41 @@ def write_csv_atomic(path: str | os.PathLike, table: "pd.DataFrame") -> None:
     write_text_atomic(path, table.to_csv(index=False))
 
 
+_ROOT_FD: list[int] = []
+
+
+def _link(source: str | os.PathLike, path: str) -> None:
+    """Hard-link ``path`` to the file ``source`` names, through a symlink to its target (link(2)
+    links the symlink itself; linkat with AT_SYMLINK_FOLLOW, which Python uses only when given a
+    folder descriptor, follows it; the descriptor is ignored for the absolute path given)."""
+    if not _ROOT_FD:
+        _ROOT_FD.append(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    os.link(os.path.abspath(source), path, src_dir_fd=_ROOT_FD[0], follow_symlinks=True)
+
+
 def link_or_copy_atomic(source: str | os.PathLike, path: str | os.PathLike, data: bytes) -> None:
-    """Put a copy of ``source`` (whose bytes are ``data``) at ``path``: a hard link when both lie
-    on one file system (no second copy on disk, ten times faster to create), else the bytes."""
-    path = Path(path)
-    tmp = _temporary(path)
+    """Put a copy of ``source`` (whose bytes are ``data``) at ``path``: a hard link to the file
+    ``source`` is or points to when both lie on one file system (no second copy on disk, ten
+    times faster to create; a link appears whole, so a new name needs no temporary), else the
+    bytes. An existing ``path`` is replaced through a temporary link."""
+    path = os.fspath(path)
     try:
         try:
-            os.link(source, tmp)
+            _link(source, path)
+            return
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, tmp)
-        os.replace(tmp, path)
-        tmp.unlink(missing_ok=True)  # renaming onto a link of the same file leaves the source name
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            _link(source, path)
+            return
+        except FileExistsError:
+            pass
+        tmp = _temporary(path)
+        try:
+            _link(source, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # renaming onto a link of the same file leaves the source name
     except OSError:
-        tmp.unlink(missing_ok=True)
         write_bytes_atomic(path, data)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
 
 from alob_common.errors import UserError
 
@@ -91,6 +90,8 @@ def contiguous_folds(n_pairs: int, n_folds: int = 10) -> np.ndarray:
     """Fold index of each of ``n_pairs`` pairs cut into ``n_folds`` contiguous blocks, the first
     ``n_pairs % n_folds`` one pair longer (as scikit-learn's unshuffled KFold cuts); fewer folds
     when there are fewer pairs than folds."""
+    from sklearn.model_selection import KFold  # here: importing scikit-learn costs every occgen worker a second
+
     folds = np.zeros(n_pairs, dtype=int)
     if n_pairs < 2:
         return folds

@@ -282,7 +282,7 @@ class RecordWriter:
         self.rec_path = Path(rec_path)
         self.idx_path = Path(idx_path) if idx_path is not None else self.rec_path.with_suffix(".idx")
         self.rec_path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temporary(self.rec_path)  # the name remove_stale_temporaries cleans after a crash
+        self._tmp = Path(_temporary(self.rec_path))  # the name remove_stale_temporaries cleans after a crash
         self._rec: BinaryIO | None = open(self._tmp, "wb")
         self._index: list[tuple[int, int]] = []
         self._keys: set[int] = set()

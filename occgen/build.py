@@ -57,8 +57,9 @@ from occgen.build_plan import (
 )
 from occgen.build_sources import bin_pairs, list_inputs, read_input
 from occgen.build_worker import init_worker, run_unit
-from occgen.library import OccgenError
+from occgen.library import OccgenError, library_or_default
 from occgen.pack_writer import assemble_pack
+from occgen.ratio_curve import export_tables
 
 __all__ = ["BuildConfig", "Job", "assemble", "build", "dataset_name", "list_sources"]
 
@@ -90,7 +91,8 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
     todo = [u for u in mine if not unit_done(out, u, config)]
     if not (out / "dataset.json").exists() or overwrite:
         _write_json(out, job, config, {"complete": False}, inputs)
-    run = _run_units(src, out, config, job, {u: units[u] for u in todo}, progress)
+    tables = _shared_tables(config, first) if job.workers > 0 and len(todo) > 1 else None
+    run = _run_units(src, out, config, job, {u: units[u] for u in todo}, progress, tables)
     run.update(units=len(mine), units_resumed=len(mine) - len(todo), workers=job.workers,
                shard_index=job.shard_index, num_shards=job.num_shards)
     left = sum(not unit_done(out, u, config) for u in range(len(units)))
@@ -136,8 +138,18 @@ def _check_settings(out: Path, config: BuildConfig, overwrite: bool) -> None:
         check_same_settings(old, json.loads(json.dumps(config.settings())), str(out), "use --overwrite or another OUT")
 
 
+def _shared_tables(config: BuildConfig, first: np.ndarray | None) -> dict | None:
+    """Ratio mode with the curve solver: the coverage tables at the first image's size, made once
+    here (the calibration made them already) for the worker processes."""
+    occ = config.occlusion
+    if config.kind == "mask" or occ.mode != "ratio" or occ.ratio_solver != "curve" or first is None:
+        return None
+    library = library_or_default(config.occluders).subset(occ.categories)
+    return export_tables(library, first.shape[1], first.shape[0], occ.blend == "rect", occ.max_extent)
+
+
 def _run_units(src: Path, out: Path, config: BuildConfig, job: Job, todo: dict[int, list[Sample]],
-               progress: bool) -> dict:
+               progress: bool, tables: dict | None = None) -> dict:
     """Build the ``todo`` units with a progress bar; returns the run's counts and speed."""
     tasks = [(str(src), str(out), u, samples) for u, samples in todo.items()]
     start = time.perf_counter()
@@ -145,7 +157,7 @@ def _run_units(src: Path, out: Path, config: BuildConfig, job: Job, todo: dict[i
     bar = tqdm(total=sum(len(s) for s in todo.values()), unit="img", disable=not progress, dynamic_ncols=True,
                file=sys.stderr)
     try:
-        for unit, _ in _run(tasks, config, job.workers):
+        for unit, _ in _run(tasks, config, job.workers, tables):
             done_samples += len(todo[unit])
             bar.update(len(todo[unit]))
     finally:
@@ -155,14 +167,14 @@ def _run_units(src: Path, out: Path, config: BuildConfig, job: Job, todo: dict[i
             "samples_per_second": round(done_samples / seconds, 1) if seconds > 0 and done_samples else None}
 
 
-def _run(tasks: list, config: BuildConfig, workers: int) -> Iterator[tuple[int, int]]:
+def _run(tasks: list, config: BuildConfig, workers: int, tables: dict | None = None) -> Iterator[tuple[int, int]]:
     """Run the tasks in this process (``workers`` 0 or a single task) or in a spawned pool."""
     if workers <= 0 or len(tasks) <= 1:
         init_worker(config)
         yield from map(run_unit, tasks)
         return
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(min(workers, len(tasks)), initializer=init_worker, initargs=(config,))
+    pool = ctx.Pool(min(workers, len(tasks)), initializer=init_worker, initargs=(config, tables))
     try:
         yield from pool.imap_unordered(run_unit, tasks)
         pool.close()

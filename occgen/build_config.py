@@ -78,6 +78,8 @@ class BuildConfig:
         """The settings as plain JSON values; occluder builds keep the keys they always had."""
         settings = asdict(self)
         settings["occlusion"] = _plain(asdict(self.occlusion))
+        if self.occlusion.mode != "ratio":  # the solver only matters in ratio mode; other builds keep their keys
+            settings["occlusion"].pop("ratio_solver")
         if self.kind == "occluder":
             for key in ("kind", "masks", "mask_fraction"):
                 settings.pop(key)

@@ -14,6 +14,7 @@ the same code for all of them:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alob_common.errors import UserError
@@ -80,7 +81,8 @@ def read_input(source: str, src: Path, name: str) -> bytes:
         return unpack_image_record(pack.reader.read(int(Path(name).name)))[1]
     if source == "bin":
         return _opened(source, src)[int(name.split(".")[0])]
-    return (src / name).read_bytes()
+    with open(os.path.join(src, name), "rb") as handle:
+        return handle.read()
 
 
 def bin_pairs(src: Path, names: list[str]) -> Pairs:

@@ -42,7 +42,7 @@ from occgen.masks import MASK_TYPES, MaskConfig, parse_mask_types
 from occgen.masktheface import load_templates
 from occgen.preview import preview as run_preview
 from occgen.sheet import library_sheet
-from occgen.synth import OcclusionConfig, parse_clean_ratio, parse_scale_set
+from occgen.synth import RATIO_SOLVERS, OcclusionConfig, parse_clean_ratio, parse_scale_set
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -147,6 +147,10 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
               help="Target coverage: occluders cover RATIO of the crop on average, e.g. 0.52 (LFW-OCC-3.0) or 0.4309 (2.0).")
 @click.option("--ratio-spread", type=click.FloatRange(0, 0.3), default=OcclusionConfig.ratio_spread, show_default=True,
               help="Standard deviation of the per-image coverage targets in --ratio mode.")
+@click.option("--ratio-solver", type=click.Choice(RATIO_SOLVERS), default=OcclusionConfig.ratio_solver,
+              show_default=True,
+              help="--ratio mode: curve reads each occluder's size from its coverage table (one paste per image); "
+                   "search is the earlier per-image search, which reproduces builds made before the tables.")
 @click.option("--blend", type=click.Choice(["alpha", "rect"]), default=OcclusionConfig.blend, show_default=True,
               help="alpha: composite with the occluder's alpha, mask = alpha > 0.5. rect: paste the whole rectangle (FROM).")
 @click.option("--placement", type=click.Choice(["random", "semantic"]), default=OcclusionConfig.placement,
@@ -184,11 +188,12 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
 @click.option("--overwrite", is_flag=True, help="Rebuild everything instead of resuming finished units.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, src, out, pairs, factor, scale_set,
-          ratio, ratio_spread, blend, placement, true_mask, pick, categories, occluders, clean_ratio, copies, fmt,
-          image_format, jpeg_quality, shard_size, seed, workers, shard_index, num_shards, overwrite, quiet) -> None:
+          ratio, ratio_spread, ratio_solver, blend, placement, true_mask, pick, categories, occluders, clean_ratio,
+          copies, fmt, image_format, jpeg_quality, shard_size, seed, workers, shard_index, num_shards, overwrite, quiet) -> None:
     """The ``build`` command (its help is BUILD_HELP)."""
-    occlusion = _occlusion_config(source, factor, scale_set, ratio, ratio_spread=ratio_spread, blend=blend,
-                                  placement=placement, from_mask=not true_mask, categories=categories, pick=pick)
+    occlusion = _occlusion_config(source, factor, scale_set, ratio, ratio_spread=ratio_spread, ratio_solver=ratio_solver,
+                                  blend=blend, placement=placement, from_mask=not true_mask, categories=categories,
+                                  pick=pick)
     masks = _mask_config(kind, mask_types, mask_templates, landmarks)
     config = BuildConfig(
         kind=kind, masks=masks, mask_fraction=mask_fraction,

@@ -9,6 +9,10 @@ Size modes
     * ``ratio``: a target coverage t is drawn per image (mean ``ratio``, standard deviation
       ``ratio_spread``, a Beta distribution) and the occluder's scale is solved so that its mask
       covers t of the crop, whatever its native pixel size; the dataset's mean coverage is ``ratio``.
+      Two solvers (``ratio_solver``): ``curve`` (default) reads the size from the occluder's
+      coverage table, built once per crop size (:mod:`occgen.ratio_curve`), and pastes once;
+      ``search`` is the original per-image search (:mod:`occgen.ratio_search`), kept because it
+      reproduces builds made before the tables byte for byte.
 
 Blending
     * ``rect`` pastes the whole rectangle, as FROM does: the occluder as an opaque picture
@@ -31,13 +35,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from alob_common.geometry import crop_template
 from occgen.library import Occluder, OccluderLibrary, default_library
+from occgen.placement import centre, face_points, paste
+from occgen.ratio_curve import curve_best, curve_occlude
+from occgen.ratio_search import search_best, search_occlude
+
+__all__ = ["FROM_TRAINING_SCALE_SET", "RATIO_SOLVERS", "OcclusionConfig", "calibrated_mean", "face_points",
+           "from_rectangle", "occlude", "parse_clean_ratio", "parse_scale_set", "paste"]
 
 FROM_TRAINING_SCALE_SET = "1:0.5:5"  # FROM's training recipe: a factor drawn per image from 1, 1.5, ..., 5
+RATIO_SOLVERS = ("curve", "search")  # ratio mode: precomputed coverage tables (default), the original search
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class OcclusionConfig:
     categories: tuple[str, ...] | None = None
     pick: str = "category"  # "category": balanced over categories; "file": uniform over files (FROM)
     target_mean: float | None = None  # ratio mode: the calibrated mean of the targets (computed if None)
+    ratio_solver: str = "curve"  # ratio mode: "curve" (occgen.ratio_curve) or "search" (occgen.ratio_search)
 
     def __post_init__(self) -> None:
         modes = [m for m in (self.factor, self.scale_set, self.ratio) if m is not None]
@@ -76,6 +86,8 @@ class OcclusionConfig:
             raise ValueError("placement must be random or semantic")
         if self.pick not in ("category", "file"):
             raise ValueError("pick must be category or file")
+        if self.ratio_solver not in RATIO_SOLVERS:
+            raise ValueError(f"ratio_solver must be one of {', '.join(RATIO_SOLVERS)}")
 
     @property
     def mode(self) -> str:
@@ -112,15 +124,6 @@ def parse_clean_ratio(text: str) -> float:
     return clean / (clean + occluded)
 
 
-def face_points(height: int, width: int) -> dict[str, tuple[float, float]]:
-    """Where the eyes and the nose-mouth region of an aligned crop are, from the 5-point template
-    (112×96; 112×112 is the same shifted by 8 px; other sizes are scaled from 112×96)."""
-    pts = crop_template(height, width)
-    eyes = pts[:2].mean(axis=0)
-    mouth = (pts[2] + pts[3:].mean(axis=0)) / 2
-    return {"eyes": (float(eyes[0]), float(eyes[1])), "mouth": (float(mouth[0]), float(mouth[1]))}
-
-
 def from_rectangle(width: int, height: int, occ_w: int, occ_h: int, factor: float, cx: int, cy: int):
     """FROM's geometry: the pasted size, its top-left corner, and FROM's clipped mask box.
 
@@ -135,160 +138,11 @@ def from_rectangle(width: int, height: int, occ_w: int, occ_h: int, factor: floa
     return new_w, new_h, x0, y0, box
 
 
-def _resize(array: np.ndarray, w: int, h: int) -> np.ndarray:
-    shrink = w * h < array.shape[0] * array.shape[1]
-    return cv2.resize(array, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def paste(image: np.ndarray, occ: Occluder, x0: int, y0: int, w: int, h: int, blend: str) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``occ`` resized to w×h with its top-left at (x0, y0); returns (image, true mask)."""
-    H, W = image.shape[:2]
-    out = image.copy()
-    mask = np.zeros((H, W), np.uint8)
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(W, x0 + w), min(H, y0 + h)
-    if ix1 <= ix0 or iy1 <= iy0:
-        return out, mask
-    sy, sx = slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0)
-    if blend == "rect":
-        out[iy0:iy1, ix0:ix1] = _resize(occ.flat, w, h)[sy, sx]
-        mask[iy0:iy1, ix0:ix1] = 255
-        return out, mask
-    prem, alpha = occ.premultiplied
-    a = np.clip(_resize(alpha, w, h)[sy, sx], 0.0, 1.0)
-    p = _resize(prem, w, h)[sy, sx]
-    region = out[iy0:iy1, ix0:ix1].astype(np.float32)
-    blended = p + region * (1.0 - a[..., None])
-    out[iy0:iy1, ix0:ix1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    mask[iy0:iy1, ix0:ix1] = np.where(a > 0.5, 255, 0).astype(np.uint8)
-    return out, mask
-
-
-def _centre(rng: np.random.Generator, occ: Occluder, W: int, H: int, cfg: OcclusionConfig, w: float, h: float) -> tuple[int, int]:
-    """Integer centre of the occluder's rectangle for its size w×h."""
-    if cfg.placement == "semantic" and occ.hint in ("eyes", "mouth"):
-        fx, fy = face_points(H, W)[occ.hint]
-        dx, dy = rng.normal(0.0, cfg.jitter, 2) * (W, H)
-        cx = fx + dx + (0.5 - occ.anchor[0]) * w
-        cy = fy + dy + (0.5 - occ.anchor[1]) * h
-        return int(np.clip(round(cx), 0, W - 1)), int(np.clip(round(cy), 0, H - 1))
-    return int(rng.integers(0, W)), int(rng.integers(0, H))
-
-
 def _draw_target(rng: np.random.Generator, mean: float, sd: float) -> float:
     if sd <= 0:
         return mean
     total = mean * (1 - mean) / sd**2 - 1
     return float(rng.beta(mean * total, (1 - mean) * total))
-
-
-def _sat(integral: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The summed-area table at fractional (u, v): bilinear, exact for a pixel-constant mask."""
-    u0, v0 = np.floor(u).astype(int), np.floor(v).astype(int)
-    u1, v1 = np.minimum(u0 + 1, integral.shape[1] - 1), np.minimum(v0 + 1, integral.shape[0] - 1)
-    fu, fv = u - u0, v - v0
-    top = integral[v0, u0] * (1 - fu) + integral[v0, u1] * fu
-    bottom = integral[v1, u0] * (1 - fu) + integral[v1, u1] * fu
-    return top * (1 - fv) + bottom * fv
-
-
-def _coverage_curve(occ: Occluder, W: int, H: int, cx, cy, scales: np.ndarray, rect: bool = False) -> np.ndarray:
-    """Predicted mask coverage (fraction of W·H) of ``occ`` centred at (cx, cy) for each scale,
-    from the summed-area table of its native mask (O(1) per scale; arrays broadcast)."""
-    ow, oh = occ.size
-    integral = occ.rect_integral if rect else occ.mask_integral
-    x0, y0 = cx - scales * ow / 2, cy - scales * oh / 2
-    u0, u1 = np.clip(-x0 / scales, 0, ow), np.clip((W - x0) / scales, 0, ow)
-    v0, v1 = np.clip(-y0 / scales, 0, oh), np.clip((H - y0) / scales, 0, oh)
-    corners = _sat(integral, np.stack(np.broadcast_arrays(u1, u1, u0, u0)), np.stack(np.broadcast_arrays(v1, v0, v1, v0)))
-    return (corners[0] - corners[1] - corners[2] + corners[3]) * scales**2 / (W * H)
-
-
-_GRIDS: dict = {}
-
-
-def _scale_grid(occ: Occluder, W: int, H: int, max_extent: float) -> np.ndarray:
-    """48 geometric scales from a 2-pixel occluder up to ``max_extent`` × the crop (cached)."""
-    ow, oh = occ.size
-    key = (ow, oh, W, H, max_extent)
-    if key not in _GRIDS:
-        _GRIDS[key] = np.geomspace(2.0 / max(ow, oh), max_extent * min(W / ow, H / oh), 48)
-    return _GRIDS[key]
-
-
-def _solve_scale(scales: np.ndarray, curve: np.ndarray, target: float) -> float | None:
-    """The smallest scale whose predicted coverage reaches ``target`` (None if none does)."""
-    above = np.nonzero(curve >= target)[0]
-    if above.size == 0:
-        return None
-    k = int(above[0])
-    if k == 0:
-        return float(scales[0])
-    c0, c1 = curve[k - 1], curve[k]
-    t = (target - c0) / (c1 - c0) if c1 > c0 else 1.0
-    return float(scales[k - 1] * (scales[k] / scales[k - 1]) ** t)
-
-
-CENTRE_TRIES = 6
-
-
-def _centres(rng: np.random.Generator, occ: Occluder, W: int, H: int, cfg: OcclusionConfig, w: float, h: float, n: int):
-    """``n`` candidate centres at once (arrays), drawn as :func:`_centre` draws one."""
-    if cfg.placement == "semantic" and occ.hint in ("eyes", "mouth"):
-        fx, fy = face_points(H, W)[occ.hint]
-        d = rng.normal(0.0, cfg.jitter, (n, 2)) * (W, H)
-        cx = np.clip(np.rint(fx + d[:, 0] + (0.5 - occ.anchor[0]) * w), 0, W - 1)
-        cy = np.clip(np.rint(fy + d[:, 1] + (0.5 - occ.anchor[1]) * h), 0, H - 1)
-        return cx.astype(int), cy.astype(int)
-    return rng.integers(0, W, n), rng.integers(0, H, n)
-
-
-def _place_for_target(rng, occ, W, H, cfg, target):
-    """Draw CENTRE_TRIES candidate centres; return the first (cx, cy, scale, True) that reaches
-    ``target``, else (cx, cy, scale, False) with the largest coverage any candidate can reach."""
-    scales = _scale_grid(occ, W, H, cfg.max_extent)
-    ow, oh = occ.size
-    guess = np.sqrt(target * W * H / max(occ.mask_integral[-1, -1], 1.0))
-    cxs, cys = _centres(rng, occ, W, H, cfg, ow * guess, oh * guess, CENTRE_TRIES)
-    curves = _coverage_curve(occ, W, H, cxs[:, None], cys[:, None], scales, cfg.blend == "rect")
-    reaching = np.nonzero(curves.max(axis=1) >= target)[0]
-    if reaching.size:
-        k = int(reaching[0])
-        return int(cxs[k]), int(cys[k]), _solve_scale(scales, curves[k], target), True
-    k, j = np.unravel_index(int(np.argmax(curves)), curves.shape)
-    return int(cxs[k]), int(cys[k]), float(scales[j]), False
-
-
-def _geometry(rng, occ, W, H, cfg, target) -> tuple[int, int, float, bool]:
-    """Centre and scale of ``occ`` aiming at coverage ``target`` (the best reachable if none),
-    and whether the target is predicted reachable."""
-    cx, cy, scale, reachable = _place_for_target(rng, occ, W, H, cfg, target)
-    if cfg.placement == "semantic" and occ.hint != "anywhere":  # the anchor offset depends on the size
-        ow, oh = occ.size
-        cx, cy = _centre(rng, occ, W, H, cfg, ow * scale, oh * scale)
-        scales = _scale_grid(occ, W, H, cfg.max_extent)
-        curve = _coverage_curve(occ, W, H, cx, cy, scales, cfg.blend == "rect")
-        solved = _solve_scale(scales, curve, target)
-        reachable = solved is not None
-        scale = solved if reachable else float(scales[int(np.argmax(curve))])
-    return cx, cy, scale, reachable
-
-
-def _render_to_target(image, occ, cx, cy, scale, target, cfg, reachable=True):
-    """Paste at the predicted scale, then, when the target is reachable, correct the scale from
-    the rendered mask (resampling and rounding make the prediction a little off); never beyond
-    the largest allowed scale."""
-    H, W = image.shape[:2]
-    ow, oh = occ.size
-    top = float(_scale_grid(occ, W, H, cfg.max_extent)[-1])
-    for _ in range(3):
-        w, h = max(1, round(scale * ow)), max(1, round(scale * oh))
-        x0, y0 = cx - w // 2, cy - h // 2
-        out, mask = paste(image, occ, x0, y0, w, h, cfg.blend)
-        covered = float(np.count_nonzero(mask)) / (W * H)
-        if not reachable or abs(covered - target) < 0.01 or covered <= 0 or (covered < target and scale >= top):
-            break
-        scale = min(top, scale * float(np.clip(np.sqrt(target / covered), 0.8, 1.25)))
-    return out, mask, covered, (x0, y0, w, h, scale)
 
 
 _CALIBRATION: dict = {}
@@ -298,12 +152,13 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
     """The mean of the per-image targets that makes the *achieved* mean coverage equal
     ``cfg.ratio``: thin shapes (eyeglass frames) cannot reach high targets within
     ``max_extent``, so the others aim a little higher. Computed once per (library, config,
-    size) by rendering the largest reachable coverage of 32 draws per occluder with a fixed
-    internal seed, so it never depends on the data, the order or the worker."""
+    size) from the largest reachable coverage of 32 draws per occluder with a fixed internal
+    seed (rendered with the search solver, exact from the tables with the curve solver), so it
+    never depends on the data, the order or the worker."""
     key = (library.fingerprint, cfg, W, H)
     if key in _CALIBRATION:
         return _CALIBRATION[key]
-    from scipy.stats import beta as beta_dist
+    from scipy.special import betaincinv  # the Beta quantiles (scipy.stats.beta.ppf's values, a tenth of its import)
 
     rng = np.random.default_rng(12345)
     per = 32  # draws per occluder: stratified, so the estimate's noise is that of the centres only
@@ -314,10 +169,10 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
     weights = np.repeat(share, per) / per
     predicted, rendered = np.empty(len(weights)), np.empty(len(weights))  # best reachable: foreseen, drawn
     for i, occ in enumerate(np.repeat(np.array(occs, dtype=object), per)):
-        cx, cy, scale, _ = _geometry(rng, occ, W, H, cfg, 2.0)
-        scales = _scale_grid(occ, W, H, cfg.max_extent)
-        predicted[i] = _coverage_curve(occ, W, H, cx, cy, scales, cfg.blend == "rect").max()
-        rendered[i] = _render_to_target(blank, occ, cx, cy, scale, 2.0, cfg, reachable=False)[2]
+        if cfg.ratio_solver == "search":
+            predicted[i], rendered[i] = search_best(rng, occ, W, H, cfg, blank)
+        else:
+            predicted[i] = rendered[i] = curve_best(rng, occ, W, H, cfg)
     quantiles = (np.arange(per) + 0.5) / per  # the same stratified targets for every occluder
 
     def achieved(mean: float) -> float:
@@ -325,7 +180,7 @@ def calibrated_mean(library: OccluderLibrary, cfg: OcclusionConfig, W: int, H: i
             targets = np.full(per, mean)
         else:
             total = mean * (1 - mean) / cfg.ratio_spread**2 - 1
-            targets = beta_dist.ppf(quantiles, mean * total, (1 - mean) * total)
+            targets = betaincinv(mean * total, (1 - mean) * total, quantiles)
         targets = np.tile(targets, len(occs))
         return float((np.where(targets <= predicted, targets, rendered) * weights).sum())
 
@@ -342,8 +197,8 @@ def _ratio_mode(image, rng, library, cfg) -> tuple[np.ndarray, np.ndarray, dict]
     mean = cfg.target_mean if cfg.target_mean is not None else calibrated_mean(library, cfg, W, H)
     target = _draw_target(rng, mean, cfg.ratio_spread)
     occ = library.pick(rng, cfg.pick)
-    cx, cy, scale, reachable = _geometry(rng, occ, W, H, cfg, target)
-    out, mask, covered, (x0, y0, w, h, scale) = _render_to_target(image, occ, cx, cy, scale, target, cfg, reachable)
+    solve = search_occlude if cfg.ratio_solver == "search" else curve_occlude
+    out, mask, covered, (x0, y0, w, h, scale) = solve(image, rng, occ, cfg, target)
     info = _info(occ, scale, covered, x0, y0, w, h, cfg)
     info["target"] = round(target, 5)
     return out, mask, info
@@ -381,7 +236,7 @@ def occlude(
     occ = library.pick(rng, cfg.pick)
     ow, oh = occ.size
     new_w, new_h = min(W - 1, int(factor * ow)), min(H - 1, int(factor * oh))
-    cx, cy = _centre(rng, occ, W, H, cfg, new_w, new_h)
+    cx, cy = centre(rng, occ, W, H, cfg.placement, cfg.jitter, new_w, new_h)
     new_w, new_h, x0, y0, box = from_rectangle(W, H, ow, oh, factor, cx, cy)
     out, mask = paste(image, occ, x0, y0, new_w, new_h, cfg.blend)
     if cfg.uses_from_mask:

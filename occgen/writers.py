@@ -20,10 +20,10 @@ class FolderWriter:
     """Writes each file atomically under ``root``."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        self.root = os.fspath(root)
 
     def write(self, relative: str, data: bytes) -> None:
-        write_bytes_atomic(self.root / relative, data)
+        write_bytes_atomic(os.path.join(self.root, relative), data)
 
 
 class ShardWriter:
