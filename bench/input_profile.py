@@ -21,6 +21,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import cv2  # noqa: E402  (after the path fix above)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import webdataset as wds  # noqa: E402
 
 from alob_common.images import read_rgb  # noqa: E402
 from alob_train.data import open_data
@@ -38,9 +39,11 @@ def _timed(fn, items) -> tuple[float, list]:
     return (time.process_time() - start) / max(len(items), 1) * 1e6, out
 
 
-def _read(shards: list[str], samples: int) -> tuple[float, list[dict]]:
+def _read(shards: list[str], samples: int, reader=tar_samples) -> tuple[float, list[dict]]:
+    """CPU µs per sample to read and label ``samples`` samples with ``reader``, and the samples."""
     start, got = time.process_time(), []
-    for sample in tar_samples(shards * 100):
+    for sample in reader(shards * 100):
+        sample.setdefault("__shard__", sample.get("__url__", ""))
         item = shard_item(sample, 10**9)
         if not isinstance(item, tuple):
             continue
@@ -54,6 +57,7 @@ def _stages(data: Path, samples: int, batch: int) -> dict[str, tuple[float | Non
     """Stage -> (µs before, µs after) per sample; None where a stage has no counterpart."""
     info = open_data(data)
     us_read, raw = _read(info.shards, samples)
+    us_wds, _ = _read(info.shards, samples, lambda urls: wds.tarfile_to_samples()([{"url": u} for u in urls]))
     blobs = [s.get("jpg") or s.get("png") for s in raw]
     seeds = [(0, 0, 0, zlib.crc32(s["__key__"].encode())) for s in raw]
     us_pil, images = _timed(lambda b: read_rgb(io.BytesIO(b)), blobs)
@@ -84,7 +88,7 @@ def _stages(data: Path, samples: int, batch: int) -> dict[str, tuple[float | Non
     us_norm, _ = _timed(normalize, done)
     per = 1 / batch
     return {
-        "tar read + label (webdataset, json)": (us_read, us_read),
+        "tar read + label: webdataset (before) / tar headers (after)": (us_wds, us_read),
         "JPEG decode: Pillow (before) / simplejpeg (after)": (us_pil, us_fast),
         "(JPEG decode by cv2.imdecode, for comparison)": (us_cv2, us_cv2),
         "occlusion: occgen.occlude, per occluded sample": (us_occ, us_occ),
@@ -97,21 +101,22 @@ def _stages(data: Path, samples: int, batch: int) -> dict[str, tuple[float | Non
 
 
 def profile_table(data: Path, samples: int, batch: int, core: int = 0) -> str:
-    """The stage table (markdown) and each mode's total µs and implied samples/s per core."""
+    """The stage table (markdown) and each mode's total µs and implied samples/s per core (the
+    after total without normalisation, which the training step does on its device)."""
     os.sched_setaffinity(0, {core})
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     stages = _stages(data, samples, batch)
     rows = ["| stage (µs per sample, CPU time) | before | after |", "|---|---|---|"]
     rows += [f"| {name} | {_us(b)} | {_us(a)} |" for name, (b, a) in stages.items()]
-    common = ["tar read + label (webdataset, json)", "JPEG decode: Pillow (before) / simplejpeg (after)",
+    common = ["tar read + label: webdataset (before) / tar headers (after)", "JPEG decode: Pillow (before) / simplejpeg (after)",
               "seed, fit to input, flip/jitter draws", "flip + colour jitter", "normalise to [-1, 1]",
               "collate (stack)"]
     occ, mask = "occlusion: occgen.occlude, per occluded sample", "face mask: occgen.mask_face, per masked sample"
     shares = {"clean": {}, "occluded": {occ: 1.0}, "masked": {mask: 1.0}, "mixed": {occ: 2 / 3}}
-    for mode, extra in shares.items():
-        totals = [sum((stages[s][i] or 0) for s in common) + sum(stages[s][i] * f for s, f in extra.items())
-                  for i in (0, 1)]
+    for mode, extra in shares.items():  # after: normalising is the training step's, on its device
+        totals = [sum((stages[s][i] or 0) for s in common if i == 0 or s != "normalise to [-1, 1]")
+                  + sum(stages[s][i] * f for s, f in extra.items()) for i in (0, 1)]
         rows.append(f"| **sum, {mode}** (samples/s per core) | {totals[0]:,.0f} ({1e6 / totals[0]:,.0f}) | "
                     f"{totals[1]:,.0f} ({1e6 / totals[1]:,.0f}) |")
     return "\n".join(rows)
