@@ -2,9 +2,10 @@
 
 The training augmentation is defined by torchvision's ``v2.RandomHorizontalFlip()`` followed by
 ``v2.ColorJitter(brightness, contrast, saturation, hue)`` on a uint8 image, run with the global
-torch generator seeded by the sample's own seed (``SampleTransform.reference``). Applied one
-sample at a time that costs a few milliseconds per 112×96 face, most of it in the hue step
-(an index/gather over a stacked tensor) and in torchvision's per-call overhead.
+torch generator seeded by the sample's own seed (``SampleTransform.__call__``, the reference
+path). Applied one sample at a time that costs a few milliseconds per 112×96 face, most of it in
+the hue step (an int64 gather over stacked float planes, and torch's comparisons, slow on small
+tensors).
 
 :class:`BatchJitter` gives the same pixels for a batch at once: :meth:`BatchJitter.params` draws
 a sample's flip, operation order and factors from a ``torch.Generator`` seeded as the reference
@@ -12,8 +13,8 @@ seeds the global generator (the same draws in the same order), and :meth:`BatchJ
 runs each step on every sample that has it at that position, with the reference's float32
 operations in the reference's order (per-sample factors broadcast as float32 tensors; the
 blends' ``add_(…, alpha=)`` kept per sample, since its fused multiply-add rounds differently from
-a separate multiply). The hue step selects its outputs with comparisons instead of a gather.
-Equality with the reference, bit for bit, is tested in ``tests/test_train_pipeline.py``.
+a separate multiply). On the CPU the steps are numpy's (:mod:`alob_train.augment_np`), on another
+device torch's, their hue step selecting uint8 planes rather than float ones. Equality with the reference, bit for bit, is tested in ``tests/test_train_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from alob_train.augment_np import HSV_TO_RGB, NUMPY_STEPS, TO_UINT8
+from alob_train.augment_np import BRIGHTNESS, CONTRAST, HSV_TO_RGB, HUE, NUMPY_STEPS, SATURATION, TO_UINT8
 
-BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 CPU_CHUNK = 16  # samples jittered together on the CPU
 
 
