@@ -26,7 +26,6 @@ from PIL import Image
 
 from alob_common.errors import UserError
 from alob_common.images import read_rgb
-from alob_train.shard_reader import shard_samples
 
 try:  # optional (extra "fast"): libjpeg-turbo without OpenCV's overhead; OpenCV decodes otherwise
     import simplejpeg
@@ -138,8 +137,7 @@ def decode_image(data: bytes | str | Path) -> np.ndarray | str:
 
 def tar_samples(urls: Iterable[dict | str]) -> Iterator[dict | BadSample]:
     """WebDataset samples (``__key__``, ``__shard__`` and bytes per extension) of each shard in
-    ``urls`` (paths, or WebDataset's ``{"url": path}``), read and grouped as ``webdataset`` does
-    (:func:`alob_train.shard_reader.shard_samples`; a compressed tar by ``webdataset`` itself); a
+    ``urls`` (paths, or WebDataset's ``{"url": path}``), read and grouped by ``webdataset``; a
     shard damaged part-way gives the whole samples before the damage and then one
     :class:`BadSample` naming the shard."""
     for item in urls:
@@ -160,18 +158,9 @@ def tar_samples(urls: Iterable[dict | str]) -> Iterator[dict | BadSample]:
 
 
 def _read_shard(url: str, errors: list[BaseException]) -> Iterator[dict]:
-    """One shard's samples; an error ends them (the sample it broke off last) and is appended to
-    ``errors``."""
-    try:
-        with open(url, "rb") as stream:
-            magic = stream.read(6)
-    except OSError as err:
-        errors.append(err)
-        return
-    if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":  # gzip, bzip2, xz
-        yield from wds.tarfile_to_samples(handler=lambda err: errors.append(err) or True)([{"url": url}])
-        return
-    yield from shard_samples(url, errors)
+    """One shard's samples, read and grouped by ``webdataset``; an error ends them (the sample it
+    broke off last) and is appended to ``errors``."""
+    yield from wds.tarfile_to_samples(handler=lambda err: errors.append(err) or True)([{"url": url}])
 
 
 def sample_image(sample: dict) -> np.ndarray | str:

@@ -20,7 +20,7 @@ revision, default ``main``) extracted to a temporary folder; its loader has no m
 ``occgen.occlude`` is replaced by ``occgen.mask_face`` for the masked mode. Runs alternate
 (repeat by repeat, mode by mode, before/after), and medians are reported.
 
-    python bench/input_pipeline.py                     # builds 3,000 LFW crops into shards
+    python bench/input_pipeline.py --src lfw-aligned    # builds 3,000 aligned LFW crops into shards
     python bench/input_pipeline.py --data SHARDS_DIR --samples 2048 --repeats 5
 """
 
@@ -130,7 +130,7 @@ def throughput_table(args: argparse.Namespace, ref: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="an occgen shard dataset [default: built from --src]")
-    parser.add_argument("--src", type=Path, default=Path("/work/exp/lfw-aligned"), help="aligned crops (identity folders)")
+    parser.add_argument("--src", type=Path, help="aligned crops (identity folders, e.g. align-faces output); needed without --data")
     parser.add_argument("--images", type=int, default=3000, help="crops to build shards from")
     parser.add_argument("--samples", type=int, default=1024, help="samples per measurement (a quarter for masked)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -143,6 +143,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if args.data is None and args.src is None:
+        parser.error("give --data SHARDS_DIR or --src ALIGNED_DIR")
     with tempfile.TemporaryDirectory(prefix="alob-pipe-") as tmp:
         if args.data is None:
             args.data = build_shards(args.src, args.images, Path(tmp))

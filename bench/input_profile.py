@@ -88,7 +88,7 @@ def _stages(data: Path, samples: int, batch: int) -> dict[str, tuple[float | Non
     us_norm, _ = _timed(normalize, done)
     per = 1 / batch
     return {
-        "tar read + label: webdataset (before) / tar headers (after)": (us_wds, us_read),
+        "tar read + label (webdataset)": (us_wds, us_read),
         "JPEG decode: Pillow (before) / simplejpeg (after)": (us_pil, us_fast),
         "(JPEG decode by cv2.imdecode, for comparison)": (us_cv2, us_cv2),
         "occlusion: occgen.occlude, per occluded sample": (us_occ, us_occ),
@@ -109,7 +109,7 @@ def profile_table(data: Path, samples: int, batch: int, core: int = 0) -> str:
     stages = _stages(data, samples, batch)
     rows = ["| stage (µs per sample, CPU time) | before | after |", "|---|---|---|"]
     rows += [f"| {name} | {_us(b)} | {_us(a)} |" for name, (b, a) in stages.items()]
-    common = ["tar read + label: webdataset (before) / tar headers (after)", "JPEG decode: Pillow (before) / simplejpeg (after)",
+    common = ["tar read + label (webdataset)", "JPEG decode: Pillow (before) / simplejpeg (after)",
               "seed, fit to input, flip/jitter draws", "flip + colour jitter", "normalise to [-1, 1]",
               "collate (stack)"]
     occ, mask = "occlusion: occgen.occlude, per occluded sample", "face mask: occgen.mask_face, per masked sample"
