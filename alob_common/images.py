@@ -235,6 +235,27 @@ def decode_rgb(data: bytes) -> np.ndarray | None:
         return None
 
 
+def decode_jpeg_rgb(data: bytes) -> np.ndarray | None:
+    """A colour or grayscale JPEG's RGB pixels by libjpeg-turbo (simplejpeg, else OpenCV), which
+    are Pillow's (:func:`read_rgb`, the evaluation's reader) bit for bit
+    (tested); None for anything else (CMYK, not a JPEG, damaged), which Pillow then decodes or
+    explains."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    try:
+        if simplejpeg is not None:
+            if simplejpeg.decode_jpeg_header(data)[2] not in ("YCbCr", "Gray"):
+                return None
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            if im.mode not in ("RGB", "L"):
+                return None
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    except (ValueError, OSError, cv2.error):
+        return None
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to a uint8 HWC RGB array (Pillow; the first frame of a multi-frame
     file); the reader of training and evaluation, so both see the same pixels."""

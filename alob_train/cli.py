@@ -134,6 +134,13 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--occlude", is_flag=True, help="Occlude clean images on the fly with occgen.occlude.")
 @click.option("--clean-ratio", default=_DEFAULTS["clean_ratio"], show_default=True, help="With --occlude: clean:occluded proportion.")
 @click.option("--scale-set", default=_DEFAULTS["scale_set"], show_default=True, help="With --occlude: occluder factors start:step:stop (or a list 1,2,3).")
+@click.option("--mask-fraction", type=click.FloatRange(0, 1), default=_DEFAULTS["mask_fraction"], show_default=True,
+              help="With --occlude: the fraction of the occluded samples that get a face mask (occgen.mask_face, "
+                   "landmarks from the crop's template) instead of an occluder.")
+@click.option("--augment-on", type=click.Choice(["workers", "device"]), default=_DEFAULTS["augment_on"], show_default=True,
+              help="workers: decode, flip and jitter in the DataLoader workers (CPU). device: clean JPEGs are decoded "
+                   "(torchvision.io.decode_jpeg) and every batch flipped and jittered on the training device, for when "
+                   "the CPU is the limit; occlusion stays in the workers.")
 @click.option("--split", default=_DEFAULTS["split"], show_default=True, help="Shard name prefix to read (shards/<split>-*.tar).")
 @click.option("--shuffle-buffer", type=click.IntRange(1, None), default=_DEFAULTS["shuffle_buffer"], show_default=True,
               help="Samples in each shard reader's shuffle buffer.")

@@ -36,8 +36,8 @@ DEFAULT_PRESET = "paper"
 _DEFAULT = PRESETS[DEFAULT_PRESET]
 
 # Settings that do not change what is trained: a resumed run may give them other values.
-RESUMABLE = ("epochs", "max_steps", "workers", "device", "log_every", "save_every", "val", "val_batch_size", "patience",
-             "tensorboard", "progress", "threads", "compile", "max_bad_samples")
+RESUMABLE = ("epochs", "max_steps", "workers", "device", "augment_on", "log_every", "save_every", "val", "val_batch_size",
+             "patience", "tensorboard", "progress", "threads", "compile", "max_bad_samples")
 # Where the run and its data are may change too (the data's classes are checked on resume).
 _PLACES = ("data", "out")
 
@@ -94,6 +94,8 @@ class TrainConfig:
     occlude: bool = False
     clean_ratio: str = "1:2"
     scale_set: str = "1:0.5:5"
+    mask_fraction: float = 0.0
+    augment_on: str = "workers"  # or "device": decode clean JPEGs, flip and jitter on the training device
     split: str = "train"
     shuffle_buffer: int = 1000
     workers: int = field(default_factory=default_workers)

@@ -22,9 +22,10 @@ import os
 import sys
 import tarfile
 import zlib
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -37,18 +38,16 @@ from torch.utils.data import (
     IterableDataset,
     get_worker_info,
 )
-from torchvision.transforms import v2
 
-from alob_common.errors import UserError
 from alob_common.images import is_image_name
 from alob_common.insightface_pack import Pack, open_pack
 from alob_common.recordio import RecordIOError, unpack_image_record
 from alob_train.config import TrainConfig
-from alob_train.preprocess import fit_to_input, normalize
 from alob_train.samples import (
     READ_ERRORS,
     BadSample,
     BadSamples,
+    DataError,
     collate_good,
     decode_image,
     readable_shards,
@@ -56,66 +55,10 @@ from alob_train.samples import (
     shard_item,
     tar_samples,
 )
-from occgen import OcclusionConfig, occlude
-from occgen.synth import parse_clean_ratio, parse_scale_set
+from alob_train.transform import OnTheFlyOcclusion, SampleTransform
 
-
-class DataError(UserError):
-    """Unusable training or validation data, reported to the user in one line."""
-
-
-@dataclass(frozen=True)
-class OnTheFlyOcclusion:
-    """``--occlude``: each training sample stays clean with probability ``clean_fraction``, else
-    gets one occluder by ``occgen.occlude`` at a factor occgen draws from ``scales`` (FROM's
-    training recipe: clean:occluded 1:2, factors 1:0.5:5)."""
-
-    clean_fraction: float = 1 / 3
-    scales: tuple[float, ...] = parse_scale_set("1:0.5:5")
-
-    @staticmethod
-    def parse(clean_ratio: str, scale_set: str) -> "OnTheFlyOcclusion":
-        """From ``--clean-ratio`` (``"1:2"``, clean:occluded) and ``--scale-set`` (``"1:0.5:5"``,
-        start:step:stop inclusive, or ``"1,2,3"``), read by occgen's own parsers."""
-        try:
-            clean_fraction = parse_clean_ratio(clean_ratio)
-            scales = parse_scale_set(scale_set)
-        except ValueError as err:
-            raise DataError(f"bad occlusion setting: {err}") from None
-        if not scales or min(scales) <= 0:
-            raise DataError(f"bad occlusion setting: the factors of scale set {scale_set!r} must be positive")
-        return OnTheFlyOcclusion(clean_fraction, scales)
-
-
-class SampleTransform:
-    """uint8 HWC RGB array + seed -> float32 CHW tensor in [-1, 1]: optional occlusion, fit to
-    the input size, optional flip and colour jitter (torchvision v2), normalisation."""
-
-    def __init__(
-        self,
-        input_size: tuple[int, int],
-        augment: bool = True,
-        jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05),
-        occlusion: OnTheFlyOcclusion | None = None,
-    ) -> None:
-        self.input_size = tuple(input_size)
-        self.occlusion = occlusion
-        steps = [v2.RandomHorizontalFlip(), v2.ColorJitter(*jitter)] if augment else []
-        self.augment = v2.Compose(steps) if steps else None
-
-    def __call__(self, image: np.ndarray, seed: tuple[int, ...]) -> torch.Tensor:
-        rng = np.random.default_rng(seed)
-        occ = self.occlusion
-        if occ is not None and rng.random() >= occ.clean_fraction:
-            image = occlude(image, rng, config=OcclusionConfig(scale_set=occ.scales))[0]
-        if not (image.flags.writeable and image.flags.c_contiguous):
-            image = np.array(image)
-        img = fit_to_input(torch.from_numpy(image).permute(2, 0, 1), self.input_size)
-        if self.augment is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(rng.integers(2**62)))
-                img = self.augment(img)
-        return normalize(img)
+__all__ = ["DataError", "DataInfo", "FolderDataset", "OnTheFlyOcclusion", "ResumableSampler", "SampleTransform",
+           "ShardStream", "build_loader", "build_transform", "open_data"]
 
 
 @dataclass
@@ -245,25 +188,42 @@ def open_data(path: str | Path, split: str = "train") -> DataInfo:
     return _open_folders(root / "images" if (root / "images").is_dir() else root)
 
 
+def _item(transform: SampleTransform, mode: str, image: np.ndarray | bytes, label: int, seed: tuple[int, ...],
+          where: str) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, Any] | BadSample:
+    """A dataset's sample by ``mode``: ``reference`` (the per-sample path) ``(normalised image,
+    label)``; ``workers`` (the loader's) ``(uint8 image, label, flip/jitter parameters)``;
+    ``device`` the same from the image's bytes, a clean JPEG left encoded."""
+    if mode == "reference":
+        return transform(image, seed), label
+    prepared = transform.prepare(image, seed) if mode == "workers" else transform.prepare_encoded(image, seed)
+    return BadSample(where, prepared) if isinstance(prepared, str) else (prepared[0], label, prepared[1])
+
+
 class FolderDataset(Dataset):
     """Map-style dataset over identity folders or a pack's records; ``epoch`` is part of every
-    sample's seed."""
+    sample's seed; ``mode`` as in :func:`_item`."""
 
     def __init__(self, info: DataInfo, transform: SampleTransform, seed: int) -> None:
         self.info, self.items, self.transform, self.seed, self.epoch = info, info.items, transform, seed, 0
+        self.mode = "reference"
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | BadSample:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, Any] | BadSample:
         source, label = self.items[index]
+        where = source if self.info.pack is None else f"record {source}"
         try:
-            image = decode_image(self.info.read(source))
+            data = self.info.read(source)
+            image = decode_image(data) if self.mode != "device" else data if isinstance(data, bytes) else (
+                Path(data).read_bytes() or "empty image (0 bytes)")
         except RecordIOError as err:
             image = f"unreadable record ({err})"
+        except OSError as err:
+            image = f"unreadable image ({err})"
         if isinstance(image, str):
-            return BadSample(source if self.info.pack is None else f"record {source}", image)
-        return self.transform(image, (self.seed, self.epoch, index)), label
+            return BadSample(where, image)
+        return _item(self.transform, self.mode, image, label, (self.seed, self.epoch, index), where)
 
 
 class ResumableSampler(DistributedSampler):
@@ -297,6 +257,7 @@ class ShardStream(IterableDataset):
         self.shards, self.transform, self.seed = info.shards, transform, seed
         self.rank, self.world, self.buffer, self.epoch = rank, world, buffer, 0
         self.num_classes = info.num_classes
+        self.mode = "reference"  # as in _item
 
     def _rounds(self) -> Iterator[tuple[int, list[str], Callable]]:
         worker = get_worker_info()
@@ -310,7 +271,7 @@ class ShardStream(IterableDataset):
             else:
                 yield rnd, urls, lambda src, s=slot, n=slots: itertools.islice(src, s, None, n)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int] | BadSample]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int, Any] | BadSample]:
         for rnd, urls, deal in self._rounds():
             if not urls:
                 return
@@ -323,13 +284,15 @@ class ShardStream(IterableDataset):
             )
             good = 0
             for sample in pipeline:
-                item = sample if isinstance(sample, BadSample) else shard_item(sample, self.num_classes)
+                item = sample if isinstance(sample, BadSample) else shard_item(sample, self.num_classes,
+                                                                                decode=self.mode != "device")
                 if isinstance(item, BadSample):
                     yield item
                     continue
                 good += 1
                 seed = (self.seed, self.epoch, rnd, zlib.crc32(sample["__key__"].encode()))
-                yield self.transform(item[0], seed), item[1]
+                yield _item(self.transform, self.mode, item[0], item[1], seed, f"{Path(sample['__shard__']).name}/"
+                            f"{sample['__key__']}")
             if good == 0:
                 return
 
@@ -342,7 +305,8 @@ def worker_init(worker_id: int) -> None:
 
 def build_transform(config: TrainConfig) -> SampleTransform:
     """The training transform a run's settings describe (``config.input_size`` resolved)."""
-    occlusion = OnTheFlyOcclusion.parse(config.clean_ratio, config.scale_set) if config.occlude else None
+    occlusion = (OnTheFlyOcclusion.parse(config.clean_ratio, config.scale_set, config.mask_fraction)
+                 if config.occlude else None)
     return SampleTransform(tuple(config.input_size), config.augment, tuple(config.jitter), occlusion)
 
 
@@ -368,28 +332,46 @@ def _good_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor, list[BadSa
 
 
 def build_loader(info: DataInfo, config: TrainConfig, transform: SampleTransform, epoch: int, skip_batches: int,
-                 rank: int = 0, world: int = 1, pin: bool = False,
-                 bad: BadSamples | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of one epoch for one process of ``world``, starting ``skip_batches`` in (resume).
-    Bad samples are dropped from their batch and counted in ``bad`` (the run's record; a new one
-    when None), which raises past ``config.max_bad_samples``."""
+                 rank: int = 0, world: int = 1, pin: bool = False, bad: BadSamples | None = None,
+                 device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The uint8 batches (N, 3, H, W; :func:`alob_train.preprocess.normalize` makes them the
+    model's input) of one epoch for one process of ``world``, starting ``skip_batches`` in
+    (resume). Each sample is prepared in a worker and each batch flipped and jittered there at
+    once (:class:`SampleTransform`); with ``config.augment_on == "device"`` the batch is finished
+    on ``device`` instead (:meth:`SampleTransform.on_device`). Bad samples are dropped from their
+    batch and counted in ``bad`` (the run's record; a new one when None), which raises past
+    ``config.max_bad_samples``."""
     bad = BadSamples(config.max_bad_samples) if bad is None else bad
     bad.add(info.bad_shards)
+    mode = "device" if config.augment_on == "device" else "workers"
     common = dict(batch_size=config.batch_size, num_workers=config.workers, pin_memory=pin,
-                  worker_init_fn=worker_init, drop_last=True, collate_fn=collate_good,
+                  worker_init_fn=worker_init, drop_last=True,
+                  collate_fn=partial(collate_good, finish=transform.batch if mode == "workers" else _pieces),
                   generator=torch.Generator().manual_seed(config.seed + epoch))
     smallest = min(2, config.batch_size)  # batch norm needs two samples to train on
     if info.kind in ("folder", "pack"):
         dataset = FolderDataset(info, transform, config.seed)
-        dataset.epoch = epoch
+        dataset.epoch, dataset.mode = epoch, mode
         sampler = ResumableSampler(dataset, world, rank, config.seed)
         sampler.set_epoch(epoch)
         sampler.skip = skip_batches * config.batch_size
-        return _good_batches(DataLoader(dataset, sampler=sampler, **common), bad, info.root, False, smallest)
+        batches = _good_batches(DataLoader(dataset, sampler=sampler, **common), bad, info.root, False, smallest)
+        return batches if mode == "workers" else _finished_on(batches, transform, device or torch.device("cpu"))
     stream = ShardStream(info, transform, config.seed, rank, world, config.shuffle_buffer)
-    stream.epoch = epoch
+    stream.epoch, stream.mode = epoch, mode
     batches = _good_batches(DataLoader(stream, **common), bad, info.root, True, smallest)
     for _ in range(skip_batches):  # a stream cannot seek: read through what was already trained on
         if next(batches, None) is None:
             break
-    return batches
+    return batches if mode == "workers" else _finished_on(batches, transform, device or torch.device("cpu"))
+
+
+def _pieces(images: list[torch.Tensor], params: list[Any]) -> tuple[list[torch.Tensor], list[Any]]:
+    """``--augment-on device`` collate: the samples as they are (encoded or uint8) and their parameters."""
+    return images, params
+
+
+def _finished_on(batches: Iterator[tuple[Any, torch.Tensor]], transform: SampleTransform,
+                 device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for (pieces, params), labels in batches:
+        yield transform.on_device(pieces, params, device), labels

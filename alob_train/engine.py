@@ -40,6 +40,7 @@ from alob_train.layers import dann_ramp
 from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_row
 from alob_train.model import ALOB
 from alob_train.optim import build_optimizers, build_schedulers, optimizer_states_to
+from alob_train.preprocess import normalize
 from alob_train.runtime import Dist, amp_dtype, init_distributed, setup_device
 from alob_train.samples import BadSamples
 
@@ -152,7 +153,7 @@ def train_step(s: Session, images: torch.Tensor, labels: torch.Tensor, step: int
     ``diagnose``, the batch's mechanism figures. Raises :class:`TrainingDiverged` before updating
     anything when the loss is not finite."""
     config = s.config
-    images = images.to(s.device, non_blocking=True)
+    images = normalize(images.to(s.device, non_blocking=True))  # the loader's batches are uint8
     if config.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = labels.to(s.device, non_blocking=True)
@@ -291,7 +292,7 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
     config = s.config
     epoch, in_epoch = divmod(p.step, s.steps_per_epoch)
     batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
-                           pin=s.device.type == "cuda", bad=bad)
+                           pin=s.device.type == "cuda", bad=bad, device=s.device)
     s.model.train()
     got = 0
     for images, labels in batches:

@@ -16,7 +16,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -24,12 +24,16 @@ import webdataset as wds
 from PIL import Image
 
 from alob_common.errors import UserError
-from alob_common.images import read_rgb
+from alob_common.images import decode_jpeg_rgb, read_rgb
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 # What a decoder or the tar reader raises on damaged bytes.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 READ_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError, zlib.error)
+
+
+class DataError(UserError):
+    """Unusable training or validation data, reported to the user in one line."""
 
 
 class TooManyBadSamples(UserError):
@@ -75,21 +79,29 @@ class BadSamples:
                 "samples": [{"sample": k, "reason": v} for k, v in self.seen.items()]}
 
 
-def collate_good(items: list[Any]) -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
-    """DataLoader collate: stack the good ``(image, label)`` items, set the bad ones apart (the
-    batch is then that much shorter; which samples share a batch does not change)."""
+def collate_good(items: list[Any], finish: Callable[[list[torch.Tensor], list[Any]], Any] | None = None
+                 ) -> tuple[Any, torch.Tensor, list[BadSample]]:
+    """DataLoader collate: the good ``(image, label)`` or ``(image, label, params)`` items'
+    images as a batch, their labels, and the bad ones set apart (the batch is then that much
+    shorter; which samples share a batch does not change). ``finish(images, params)`` makes the
+    batch (the training transform's batch step); without it the images are stacked."""
     bad = [item for item in items if isinstance(item, BadSample)]
     good = [item for item in items if not isinstance(item, BadSample)]
-    if not good:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), bad
-    return torch.stack([image for image, _ in good]), torch.tensor([label for _, label in good]), bad
+    labels = torch.tensor([item[1] for item in good], dtype=torch.long)
+    images = [item[0] for item in good]
+    if finish is not None:
+        return finish(images, [item[2] if len(item) > 2 else None for item in good]), labels, bad
+    return (torch.stack(images) if images else torch.empty(0)), labels, bad
 
 
 def decode_image(data: bytes | str | Path) -> np.ndarray | str:
-    """An image (file path or bytes) decoded to RGB uint8 by the project's reader, or the
-    reason it cannot be."""
+    """An image (file path or bytes) decoded to RGB uint8 by the project's reader (a JPEG's
+    bytes by :func:`decode_jpeg_rgb`, the same pixels faster), or the reason it cannot be."""
     if isinstance(data, bytes) and not data:
         return "empty image (0 bytes)"
+    fast = decode_jpeg_rgb(data) if isinstance(data, bytes) else None
+    if fast is not None:
+        return fast
     try:
         return read_rgb(io.BytesIO(data) if isinstance(data, bytes) else data)
     except DECODE_ERRORS as err:
@@ -104,13 +116,8 @@ def tar_samples(urls: Iterable[dict | str]) -> Iterator[dict | BadSample]:
     for item in urls:
         url = item["url"] if isinstance(item, dict) else item
         errors: list[BaseException] = []
-
-        def keep_going(error: BaseException, errors: list[BaseException] = errors) -> bool:
-            errors.append(error)
-            return True
-
         held = None  # the last sample waits: when the shard breaks off, it is the one cut short
-        for sample in wds.tarfile_to_samples(handler=keep_going)([{"url": url}]):
+        for sample in _read_shard(url, errors):
             if held is not None:
                 yield held
             held = {**sample, "__shard__": url}
@@ -123,14 +130,21 @@ def tar_samples(urls: Iterable[dict | str]) -> Iterator[dict | BadSample]:
         yield BadSample(str(url), f"damaged shard, read up to the damage ({why}); its last sample dropped")
 
 
+def _read_shard(url: str, errors: list[BaseException]) -> Iterator[dict]:
+    """One shard's samples, read and grouped by ``webdataset``; an error ends them (the sample it
+    broke off last) and is appended to ``errors``."""
+    yield from wds.tarfile_to_samples(handler=lambda err: errors.append(err) or True)([{"url": url}])
+
+
 def sample_image(sample: dict) -> np.ndarray | str:
     """The decoded image of a shard sample (its jpg or png, not the mask), or why there is none."""
     ext = next((e for e in IMAGE_KEYS if e in sample), None)
     return "no image" if ext is None else decode_image(sample[ext])
 
 
-def shard_item(sample: dict, num_classes: int) -> tuple[np.ndarray, int] | BadSample:
-    """(decoded image, label) of a shard sample, or the :class:`BadSample` it is."""
+def shard_item(sample: dict, num_classes: int, decode: bool = True) -> tuple[np.ndarray | bytes, int] | BadSample:
+    """(decoded image, label) of a shard sample, or the :class:`BadSample` it is; with ``decode``
+    False the image's bytes, undecoded (decoded later, on the training device)."""
     where = f"{Path(sample['__shard__']).name}/{sample['__key__']}"
     if "json" not in sample:
         return BadSample(where, "no .json")
@@ -142,6 +156,9 @@ def shard_item(sample: dict, num_classes: int) -> tuple[np.ndarray, int] | BadSa
         return BadSample(where, "its .json does not parse")
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
         return BadSample(where, f"label {label!r} is not one of classes.csv's 0..{num_classes - 1}")
+    if not decode:
+        ext = next((e for e in IMAGE_KEYS if e in sample), None)
+        return BadSample(where, "no image") if ext is None else (sample[ext], label)
     image = sample_image(sample)
     return BadSample(where, image) if isinstance(image, str) else (image, label)
 

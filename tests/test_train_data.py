@@ -145,7 +145,7 @@ def test_on_the_fly_occlusion_calls_occgen(monkeypatch):
         calls.append((config.scale_set, out[2]["scale"]))
         return out
 
-    monkeypatch.setattr("alob_train.data.occlude", spy)
+    monkeypatch.setattr("alob_train.transform.occlude", spy)
     t = SampleTransform((40, 32), augment=False, occlusion=OnTheFlyOcclusion.parse("1:2", "1:0.5:5"))
     clean = SampleTransform((40, 32), augment=False)
     image = np.full((40, 32, 3), 200, np.uint8)
