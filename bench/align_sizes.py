@@ -3,10 +3,10 @@
 A mixed-size tree is made from LFW: each picked photo is cropped to a random non-square window
 that keeps the face (180–250 px a side) and rescaled by a random factor in 0.6–1.8, so nearly
 every file has its own size and today's path (equal-size batches) detects them one at a time.
-Each way of batching is run on the same files in one process with one torch thread, and its five
+Each way of batching is run on the same files in one process (one torch thread on cpu), and its five
 landmarks are compared with the per-image ones, in the pixels of the file. Usage:
 
-    python bench/align_sizes.py [--lfw-dir DIR] [--images 600] [--repeats 3] [--batch-size 16]
+    python bench/align_sizes.py [--lfw-dir DIR] [--images 600] [--repeats 3] [--batch-size 16] [--device cpu]
 
 Prints a markdown table: faces found, mean / 95th-percentile landmark distance to the per-image
 path, the distance to the template after the similarity fit, and detector images/s (median of
@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--modes", default="per image (today);per image, shifted 2 px;pad, chunk;pad, sorted x4;"
                                            "letterbox 250;letterbox 320")
     args = parser.parse_args()
@@ -145,8 +146,9 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(1)
-    detect = make_detector("mtcnn")
+    if args.device == "cpu":
+        torch.set_num_threads(1)
+    detect = make_detector("mtcnn", args.device)
     with tempfile.TemporaryDirectory() as tmp:
         maps = make_mixed(args.lfw_dir, args.images, Path(tmp))
         files = scan_images(tmp).images
@@ -167,7 +169,7 @@ def main() -> None:
     sizes = np.array([im.shape[:2] for im in images])
     print(f"{len(images)} mixed-size LFW files ({sizes[:, 1].min()}-{sizes[:, 1].max()} x "
           f"{sizes[:, 0].min()}-{sizes[:, 0].max()} px, {len({tuple(s) for s in sizes})} sizes), "
-          f"batch {args.batch_size}, 1 torch thread, medians of {args.repeats} interleaved repeats, "
+          f"batch {args.batch_size}, {args.device}, medians of {args.repeats} interleaved repeats, "
           f"load average {os.getloadavg()[0]:.1f}")
     print("| batching | faces found | landmarks vs per-image path: mean px | 95th pct px "
           "| vs the LFW original's, mapped: mean px | fit to template, mean px | detector images/s |")

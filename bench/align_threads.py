@@ -8,7 +8,9 @@ excluded). "before" is the code of another checkout (``--baseline-root``, e.g. t
 run with its defaults. Usage:
 
     python bench/align_threads.py [--baseline-root DIR] [--images 600] [--repeats 3] [--workers 1,2]
-        [--device cpu] [--configs "threads=--decode-threads 2;across=--batch-across-sizes"]
+        [--device cpu] [--configs "threads=--decode-threads 2;across=--batch-across-sizes"] [--in-process]
+
+``bench/align_gpu.sh`` runs it on a GPU.
 
 Prints a markdown table of median images/s and the load average before and after.
 """
@@ -42,11 +44,17 @@ def equal_folder(lfw: Path, n: int, where: Path) -> Path:
     return where
 
 
-def run_once(root: Path, src: Path, out: Path, workers: int, device: str, extra: list[str]) -> float:
-    """One align-faces run of ``root``'s code into a fresh ``out``; its own images/s."""
-    cmd = [sys.executable, "-c", "from alignment.cli import main; main()", str(src), str(out), "--workers", str(workers), "--quiet",
-           "--overwrite", "--device", device, *extra]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+def run_once(root: Path | None, src: Path, out: Path, workers: int, device: str, extra: list[str]) -> float:
+    """One align-faces run of ``root``'s code (None: this checkout, in this process, so that torch
+    and the GPU are set up once) into a fresh ``out``; its own images/s."""
+    args = [str(src), str(out), "--workers", str(workers), "--quiet", "--overwrite", "--device", device, *extra]
+    if root is None:
+        from alignment.cli import main
+
+        main(args, standalone_mode=False)
+    else:
+        subprocess.run([sys.executable, "-c", "from alignment.cli import main; main()", *args], check=True,
+                       stdout=subprocess.DEVNULL, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     rate = json.loads((out / "dataset.json").read_text())["images_per_second"]
     subprocess.run(["rm", "-rf", str(out)], check=True)
     return rate
@@ -61,10 +69,15 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="name=flags;name=flags …")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run this checkout's align-faces in this process (after a warm-up run)")
     args = parser.parse_args()
     if not args.lfw_dir.is_dir():
         sys.exit(f"LFW not found at {args.lfw_dir}: pass --lfw-dir or set ALOB_DATA")
-    configs = [(name, PROJECT, shlex.split(flags)) for name, flags in
+    if args.in_process and args.baseline_root:
+        sys.exit("--baseline-root runs as a separate process: leave out --in-process")
+    mine = None if args.in_process else PROJECT
+    configs = [(name, mine, shlex.split(flags)) for name, flags in
                (c.split("=", 1) for c in args.configs.split(";"))]
     if args.baseline_root:
         configs.insert(0, ("before", args.baseline_root.resolve(), []))
@@ -76,6 +89,8 @@ def main() -> None:
         make_mixed(args.lfw_dir, args.images, Path(tmp) / "mixed")
         folders["mixed sizes"] = Path(tmp) / "mixed"
         rates: dict[tuple, list[float]] = {}
+        if args.in_process:  # warm-up: imports, CUDA context, kernels
+            run_once(None, folders["mixed sizes"], Path(tmp) / "out", 0, args.device, configs[0][2])
         for rep in range(args.repeats):
             for folder, src in folders.items():
                 for w in workers:
