@@ -87,7 +87,8 @@ _WORKER: dict = {}
 
 
 def init_worker(config: AlignConfig, threads: int) -> None:
-    """Per-process set-up: torch thread count, one detector instance, the decode threads."""
+    """Per-process set-up: torch thread count, one detector (kept for later runs with the same
+    detector settings), the decode threads."""
     import torch
 
     from alignment.detect import make_detector
@@ -96,7 +97,9 @@ def init_worker(config: AlignConfig, threads: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(threads)
     _WORKER["config"] = config
-    _WORKER["detect"] = make_detector(config.detector, config.device, config.thresholds, config.min_face_size, config.pick)
+    key = (config.detector, config.device, config.thresholds, config.min_face_size, config.pick)
+    if _WORKER.get("key") != key:  # a later run in this process with the same settings reuses it
+        _WORKER["detect"], _WORKER["key"] = make_detector(*key), key
     old = _WORKER.pop("pool", None)
     if old is not None:
         old.shutdown(wait=True)

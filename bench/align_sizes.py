@@ -7,6 +7,7 @@ Each way of batching is run on the same files in one process (one torch thread o
 landmarks are compared with the per-image ones, in the pixels of the file. Usage:
 
     python bench/align_sizes.py [--lfw-dir DIR] [--images 600] [--repeats 3] [--batch-size 16] [--device cpu]
+    python bench/align_sizes.py --stage-costs --images 100     # CPU ms per image of each stage
 
 Prints a markdown table: faces found, mean / 95th-percentile landmark distance to the per-image
 path, the distance to the template after the similarity fit, and detector images/s (median of
@@ -130,6 +131,32 @@ def compare(reference: list, originals: list, faces: list, size: str = "112x96")
             "orig": float(orig.mean()), "template": float(np.mean(fit))}
 
 
+def stage_costs(files: list[Path], detect, batch: int, out: Path) -> dict[str, float]:
+    """CPU milliseconds per image (``time.process_time``, so other jobs on the machine count
+    little) of each stage: decode, detect one at a time, detect in batches across sizes, and
+    warp + encode + write the crop."""
+    from alignment.warp import warp_face
+    from alob_common.images import write_image_atomic
+
+    def cpu_ms(work) -> float:
+        start = time.process_time()
+        result = work()
+        cost[0] = (time.process_time() - start) * 1000 / len(files)
+        return result
+
+    cost = [0.0]
+    images = cpu_ms(lambda: [load_image(f).rgb for f in files])
+    costs = {"decode (load_image)": cost[0]}
+    faces = cpu_ms(lambda: [detect([im])[0] for im in images])
+    costs["detect, one image per call"] = cost[0]
+    cpu_ms(lambda: run_mode(detect, images, "pad, sorted x4", batch))
+    costs["detect, batches across sizes"] = cost[0]
+    found = [(im, f) for im, f in zip(images, faces) if f is not None and not isinstance(f, Exception)]
+    cpu_ms(lambda: [write_image_atomic(out / f"{k}.jpg", warp_face(im, f.landmarks)[0]) for k, (im, f) in enumerate(found)])
+    costs["warp + encode + write"] = cost[0] * len(files) / max(1, len(found))
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", type=Path, default=default_lfw())
@@ -139,6 +166,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--modes", default="per image (today);per image, shifted 2 px;pad, chunk;pad, sorted x4;"
                                            "letterbox 250;letterbox 320")
+    parser.add_argument("--stage-costs", action="store_true", help="only the CPU ms per image of each stage")
     args = parser.parse_args()
     if not args.lfw_dir.is_dir():
         sys.exit(f"LFW not found at {args.lfw_dir}: pass --lfw-dir or set ALOB_DATA")
@@ -149,6 +177,14 @@ def main() -> None:
     if args.device == "cpu":
         torch.set_num_threads(1)
     detect = make_detector("mtcnn", args.device)
+    if args.stage_costs:
+        with tempfile.TemporaryDirectory() as tmp:
+            make_mixed(args.lfw_dir, args.images, Path(tmp) / "mixed")
+            costs = stage_costs(scan_images(Path(tmp) / "mixed").images, detect, args.batch_size, Path(tmp))
+        print(f"{args.images} mixed-size LFW files, CPU ms per image (1 torch thread), load average "
+              f"{os.getloadavg()[0]:.1f}\n| stage | CPU ms per image |\n|---|---|")
+        print("\n".join(f"| {name} | {ms:.2f} |" for name, ms in costs.items()))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         maps = make_mixed(args.lfw_dir, args.images, Path(tmp))
         files = scan_images(tmp).images
