@@ -18,6 +18,8 @@ Prints a markdown table of median images/s and the load average before and after
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -51,7 +53,8 @@ def run_once(root: Path | None, src: Path, out: Path, workers: int, device: str,
     if root is None:
         from alignment.cli import main
 
-        main(args, standalone_mode=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # the command's summary line
+            main(args, standalone_mode=False)
     else:
         subprocess.run([sys.executable, "-c", "from alignment.cli import main; main()", *args], check=True,
                        stdout=subprocess.DEVNULL, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
