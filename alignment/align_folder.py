@@ -1,8 +1,9 @@
 """The ``align-faces`` run: walk a tree, detect, warp, write crops and the manifest.
 
-Work is split in chunks of ``batch_size`` files; each worker process decodes a chunk, runs the
-detector on the images of equal size in one batched call, warps and writes the crops, and returns
-one manifest row per file. The parent only tracks progress and keeps ``manifest.csv`` current, so
+Work is split in chunks of ``batch_size`` files; each worker process (or this process, with
+``workers=0``) decodes a chunk, runs the detector on it in batched calls, warps and writes the
+crops, and returns one manifest row per file (:mod:`alignment.pipeline`, which also holds the
+decode threads and the batches across image sizes). The parent only tracks progress and keeps ``manifest.csv`` current, so
 an interrupted run can be resumed from it.
 
 A run can be split over ``num_shards`` jobs (array jobs, several machines): job ``I`` takes the
@@ -16,138 +17,37 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
 import pandas as pd
 
-from alignment.warp import center_crop, warp_face
+from alignment.pipeline import (
+    MANIFEST_COLUMNS,
+    AlignConfig,
+    chunk_files,
+    crop_name,
+    init_worker,
+    process_chunk,
+    run_chunks,
+)
 from alob_common.atomic import remove_stale_temporaries, write_csv_atomic, write_json_atomic
 from alob_common.errors import UserError
-from alob_common.images import (
-    RGB_WRITABLE_EXTENSIONS,
-    BadImage,
-    ImageScan,
-    load_image,
-    no_images_message,
-    scan_images,
-    write_image_atomic,
-)
+from alob_common.images import ImageScan, no_images_message, scan_images
 from alob_common.settings import check_same_settings
 
-MANIFEST_COLUMNS = (
-    ["path", "source", "identity", "status", "reason", "detector", "score"]
-    + [f"{axis}{i}" for i in range(1, 6) for axis in ("lx", "ly")]
-    + ["size"]
-)
 DONE_STATUSES = ("ok", "fallback")
-SETTINGS_THAT_SHAPE_OUTPUT = ("size", "detector", "fallback", "pick", "thresholds", "min_face_size")
+SETTINGS_THAT_SHAPE_OUTPUT = ("size", "detector", "fallback", "pick", "thresholds", "min_face_size",
+                              "batch_across_sizes")
 
 
 class AlignError(UserError):
     """A problem with the run's inputs or outputs, reported to the user in one line."""
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """Everything that decides what a crop looks like, plus how the work is done."""
-
-    size: tuple[int, int] = (112, 96)
-    detector: str = "mtcnn"
-    device: str = "cpu"
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    min_face_size: int = 20
-    pick: str = "center"
-    fallback: str = "center"
-    max_pixels: int = 40_000_000
-    jpeg_quality: int = 95
-    batch_size: int = 16
-
-
-def _empty_row(rel: str, config: AlignConfig) -> dict:
-    parent = Path(rel).parent.as_posix()
-    row = {c: np.nan for c in MANIFEST_COLUMNS}
-    row.update(path="", source=rel, identity="" if parent == "." else parent, reason="", detector=config.detector)
-    row["size"] = f"{config.size[0]}x{config.size[1]}"
-    return row
-
-
-_WORKER: dict = {}
-
-
-def _init_worker(config: AlignConfig, threads: int) -> None:
-    """Per-process set-up: torch thread count and one detector instance."""
-    import torch
-
-    from alignment.detect import make_detector
-
-    if threads > 0:  # a pool worker: Ctrl-C is the parent's to handle (it saves the manifest)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        torch.set_num_threads(threads)
-    _WORKER["config"] = config
-    _WORKER["detect"] = make_detector(config.detector, config.device, config.thresholds, config.min_face_size, config.pick)
-
-
-def _process_chunk(jobs: list[tuple[str, str, str]]) -> list[dict]:
-    """Align a chunk of (source file, relative path, output file) jobs; one row per job."""
-    config: AlignConfig = _WORKER["config"]
-    rows, loaded = [], []
-    for src, rel, dst in jobs:
-        row = _empty_row(rel, config)
-        rows.append(row)
-        try:
-            image = load_image(src, config.max_pixels)
-        except BadImage as err:
-            row.update(status="failed", reason=str(err))
-            continue
-        loaded.append((row, image, dst))
-    by_shape: dict[tuple, list] = {}
-    for item in loaded:
-        by_shape.setdefault(item[1].rgb.shape, []).append(item)
-    for group in by_shape.values():
-        for start in range(0, len(group), config.batch_size):
-            part = group[start : start + config.batch_size]
-            faces = _WORKER["detect"]([image.rgb for _, image, _ in part])
-            for (row, image, dst), face in zip(part, faces):
-                _finish(row, image, dst, face, config)
-    return rows
-
-
-def crop_name(source: str) -> str:
-    """Where the crop of ``source`` goes, relative to OUT: the same relative path, with ``.png``
-    appended when the source's type cannot hold an RGB crop (PGM, GIF, JPEG 2000 …), so that
-    ``a.gif`` and ``a.png`` in one folder never share a crop."""
-    return source if Path(source).suffix.lower() in RGB_WRITABLE_EXTENSIONS else f"{source}.png"
-
-
-def _finish(row: dict, image, dst: str, face, config: AlignConfig) -> None:
-    notes = list(image.notes)
-    if face is not None and not isinstance(face, Exception):
-        crop, _ = warp_face(image.rgb, face.landmarks, config.size)
-        status = "ok"
-        row["score"] = round(face.score, 5)
-        for i, (x, y) in enumerate(face.landmarks * image.scale, start=1):
-            row[f"lx{i}"], row[f"ly{i}"] = round(float(x), 3), round(float(y), 3)
-    else:
-        why = "no face detected" if face is None else f"detector error: {type(face).__name__}: {face}"
-        if config.fallback == "skip":
-            row.update(status="failed", reason="; ".join([why] + notes))
-            return
-        crop, status = center_crop(image.rgb, config.size), "fallback"
-        notes.insert(0, f"{why}: centre crop")
-    try:
-        write_image_atomic(dst, crop, config.jpeg_quality)
-    except OSError as err:
-        row.update(status="failed", reason=f"write failed: {err}")
-        return
-    row.update(status=status, reason="; ".join(notes), path=crop_name(row["source"]))
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -158,12 +58,12 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def _run_chunks(chunks: list[list], config: AlignConfig, workers: int) -> Iterator[list[dict]]:
     """Yield each chunk's rows as it completes, in this process (``workers=0``) or in a pool."""
     if workers <= 0:
-        _init_worker(config, 0)
-        yield from map(_process_chunk, chunks)
+        init_worker(config, 0)
+        yield from run_chunks(chunks)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp.get_context("spawn"), _init_worker, (config, threads)) as pool:
-        futures = [pool.submit(_process_chunk, chunk) for chunk in chunks]
+    with ProcessPoolExecutor(workers, mp.get_context("spawn"), init_worker, (config, threads)) as pool:
+        futures = [pool.submit(process_chunk, chunk) for chunk in chunks]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -305,7 +205,7 @@ def _align_jobs(out: Path, jobs: list, rows: dict[str, dict], config: AlignConfi
     counts = {"ok": 0, "fallback": 0, "failed": 0}
     bar = tqdm(total=len(jobs), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     try:
-        for chunk_rows in _run_chunks(list(_chunks(jobs, config.batch_size)), config, workers):
+        for chunk_rows in _run_chunks(list(_chunks(jobs, chunk_files(config))), config, workers):
             for row in chunk_rows:
                 rows[row["source"]] = row
                 counts[row["status"]] += 1

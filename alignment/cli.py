@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import sys
 
@@ -21,6 +22,23 @@ def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:
     if len(parts) != 3 or not all(0.0 < p < 1.0 for p in parts):
         raise click.BadParameter("three comma-separated probabilities, e.g. 0.6,0.7,0.7")
     return parts  # type: ignore[return-value]
+
+
+def _device(ctx, param, value: str) -> str:
+    if re.fullmatch(r"cpu|cuda(:\d+)?", value) is None:
+        raise click.BadParameter("cpu, cuda or cuda:N")
+    return value
+
+
+def _cuda_ready(device: str) -> None:
+    """One-line error, before any worker starts, when a CUDA device is asked for but absent."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise click.ClickException(f"--device {device}: no CUDA device (torch {torch.__version__} sees none)")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise click.ClickException(f"--device {device}: no CUDA device {index} ({torch.cuda.device_count()} found)")
 
 
 def _interrupt(signum, frame) -> None:
@@ -43,11 +61,21 @@ def _interrupt(signum, frame) -> None:
               help="MTCNN P-, R-, O-net score thresholds.")
 @click.option("--min-face-size", type=click.IntRange(8, None), default=20, show_default=True,
               help="Smallest face MTCNN looks for, in pixels.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for MTCNN: cpu or cuda[:N].")
+@click.option("--device", default="cpu", show_default=True, callback=_device,
+              help="Torch device for MTCNN: cpu or cuda[:N].")
 @click.option("--workers", type=click.IntRange(0, None), default=None,
-              help="Processes that decode, detect, warp and write [default: number of CPU cores]; 0 = in this process.")
+              help="Processes that decode, detect, warp and write [default: number of CPU cores; "
+                   "0 with --device cuda]; 0 = in this process.")
+@click.option("--decode-threads", type=click.IntRange(0, None), default=None,
+              help="Threads per process that decode the next images while the detector runs, and warp, "
+                   "encode and write the crops [default: 0 on cpu, number of CPU cores with cuda]; "
+                   "the output is the same with or without.")
 @click.option("--batch-size", type=click.IntRange(1, None), default=16, show_default=True,
-              help="Images of equal size sent to the detector in one call.")
+              help="Images sent to the detector in one call (of equal size, unless --batch-across-sizes).")
+@click.option("--batch-across-sizes/--no-batch-across-sizes", default=None,
+              help="MTCNN: batch images of different sizes on a common padded canvas, so mixed-size trees "
+                   "make full batches [default: on with cuda, off on cpu]; landmarks move by MTCNN's own "
+                   "jitter (mean ~1.5 px) compared with the equal-size batches.")
 @click.option("--max-pixels", type=click.IntRange(10_000, None), default=40_000_000, show_default=True,
               help="Larger images are decoded downscaled to this many pixels (landmarks stay in source pixels).")
 @click.option("--jpeg-quality", type=click.IntRange(50, 100), default=95, show_default=True)
@@ -57,8 +85,9 @@ def _interrupt(signum, frame) -> None:
 @click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Redo every image instead of resuming from OUT/manifest.csv.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, device, workers, batch_size,
-         max_pixels, jpeg_quality, shard_index, num_shards, overwrite, quiet) -> None:
+def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, device, workers, decode_threads,
+         batch_size, batch_across_sizes, max_pixels, jpeg_quality, shard_index, num_shards, overwrite,
+         quiet) -> None:
     """Align every face photo under SRC into OUT.
 
     SRC is walked recursively (every still-image type: jpg, png, bmp, webp, gif, tif, pgm/ppm,
@@ -74,13 +103,18 @@ def main(src, out, size, detector, fallback, pick, thresholds, min_face_size, de
     from alignment.align_folder import AlignConfig, align_folder
     from alob_common.geometry import parse_size
 
+    on_gpu = device.startswith("cuda")
+    if on_gpu and detector == "mtcnn":
+        _cuda_ready(device)
     config = AlignConfig(
         size=parse_size(size), detector=detector, device=device, thresholds=thresholds,
         min_face_size=min_face_size, pick=pick, fallback=fallback, max_pixels=max_pixels,
         jpeg_quality=jpeg_quality, batch_size=batch_size,
+        batch_across_sizes=on_gpu if batch_across_sizes is None else batch_across_sizes,
+        decode_threads=(os.cpu_count() or 1 if on_gpu else 0) if decode_threads is None else decode_threads,
     )
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = 0 if on_gpu else os.cpu_count() or 1
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's kill saves the manifest like Ctrl-C
     try:
         if detector == "dlib":

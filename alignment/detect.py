@@ -2,7 +2,8 @@
 
 A detector is built once per process with :func:`make_detector` and called on a list of RGB
 uint8 images of equal size; it returns one :class:`Face` (or ``None``) per image, chosen among
-the detections by :func:`pick_face`.
+the detections by :func:`pick_face`. :func:`detect_across_sizes` runs MTCNN once on images of
+different sizes by placing them on a common canvas.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def pick_face(boxes: np.ndarray, image_shape: tuple[int, ...], rule: str = "cent
     return int(np.argmax(area - 2.0 * (dx**2 + dy**2)))
 
 
-Detector = Callable[[Sequence[np.ndarray]], list["Face | None | Exception"]]
+Detector = Callable[..., list["Face | None | Exception"]]
 
 
 def make_detector(
@@ -89,36 +90,71 @@ def _mtcnn_detector(device: str, thresholds: Sequence[float], min_face_size: int
     for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
         net.to(memory_format=torch.channels_last)
 
-    def one(image: np.ndarray) -> "Face | None | Exception":
+    def one(image: np.ndarray, shape: tuple, scale: float) -> "Face | None | Exception":
         try:
             boxes, probs, points = mtcnn.detect(image, landmarks=True)
         except Exception as err:  # facenet-pytorch fails on some images; record, don't crash
             return err
-        return _choose(boxes, probs, points, image.shape, pick)
+        return _choose(boxes, probs, points, shape, pick, scale)
 
-    def detect(images: Sequence[np.ndarray]) -> list["Face | None | Exception"]:
+    def detect(images: Sequence[np.ndarray], shapes: Sequence[tuple] | None = None,
+               scales: Sequence[float] | None = None) -> list["Face | None | Exception"]:
+        """``shapes``/``scales``: each image's original shape and canvas pixels per original
+        pixel, when the images are canvases made by :func:`detect_across_sizes`."""
+        shapes = shapes or [image.shape for image in images]
+        scales = scales or [1.0] * len(images)
         if len(images) == 1:
-            return [one(images[0])]
+            return [one(images[0], shapes[0], scales[0])]
         try:
             with torch.inference_mode():
-                boxes, probs, points = mtcnn.detect(np.stack(images), landmarks=True)
+                stacked = images if isinstance(images, np.ndarray) else np.stack(images)
+                boxes, probs, points = mtcnn.detect(stacked, landmarks=True)
         except Exception:
             # facenet-pytorch crashes on some batches that contain a face-less image (empty
             # tensors in its NMS/stage code): redo this batch one image at a time.
-            return [one(image) for image in images]
-        return [_choose(b, p, l, im.shape, pick) for b, p, l, im in zip(boxes, probs, points, images)]
+            return [one(image, shape, s) for image, shape, s in zip(images, shapes, scales)]
+        return [_choose(*found, shape, pick, s) for *found, shape, s in zip(boxes, probs, points, shapes, scales)]
 
     return detect
 
 
-def _choose(boxes, probs, points, shape, pick: str) -> "Face | None":
+def _choose(boxes, probs, points, shape, pick: str, scale: float = 1.0) -> "Face | None":
     if boxes is None or points is None or len(boxes) == 0:
         return None
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+    if scale != 1.0:  # a resized canvas: back to the original image's pixels
+        boxes, points = boxes / scale, points / scale
     i = pick_face(boxes, shape, pick)
     return Face(boxes[i], float(probs[i]), points[i])
+
+
+def detect_across_sizes(detect: Detector, images: Sequence[np.ndarray], canvas: int | None = None
+                        ) -> list["Face | None | Exception"]:
+    """Run an MTCNN ``detect`` once on RGB images of different sizes.
+
+    Each image is put at the top-left corner of a common black canvas, the batch's largest
+    height by its largest width, so its pixels and coordinates stay as they are (``canvas=None``);
+    with ``canvas=N`` each is first resized so that its longer side is N px (the boxes and
+    landmarks are scaled back, and ``min_face_size`` then counts canvas pixels). The face chosen
+    for each image is picked, by the detector's rule, within the image's own frame.
+    """
+    import cv2
+
+    shapes = [image.shape for image in images]
+    scales = [1.0 if canvas is None else canvas / max(shape[:2]) for shape in shapes]
+    placed = []
+    for image, s in zip(images, scales):
+        if s != 1.0:
+            size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        placed.append(image)
+    height, width = max(p.shape[0] for p in placed), max(p.shape[1] for p in placed)
+    batch = np.zeros((len(placed), height, width, 3), np.uint8)
+    for slot, image in zip(batch, placed):
+        slot[: image.shape[0], : image.shape[1]] = image
+    return detect(batch, shapes, scales)
 
 
 def landmarks68_to_5(shape68: np.ndarray) -> np.ndarray:

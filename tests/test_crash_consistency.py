@@ -64,10 +64,11 @@ def _count(folder: Path, pattern: str) -> int:
     return sum(1 for _ in folder.rglob(pattern)) if folder.exists() else 0
 
 
-def test_align_faces_after_sigkill_lists_every_input_once(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--decode-threads", "2", "--batch-across-sizes"]])
+def test_align_faces_after_sigkill_lists_every_input_once(tmp_path, extra):
     src = _faces(tmp_path / "src", people=4, per_person=12)
     out = tmp_path / "out"
-    cmd = _command("align-faces", str(src), str(out), "--workers", "0", "--batch-size", "4", "--quiet")
+    cmd = _command("align-faces", str(src), str(out), "--workers", "0", "--batch-size", "4", "--quiet", *extra)
     for crops in (1, 12, 30):
         _kill_when(cmd, lambda: _count(out, "img_*.jpg") >= crops)
     _run(cmd)
