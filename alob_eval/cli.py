@@ -59,18 +59,14 @@ def _checkpoint_embedder(checkpoint: str, which: str, backend: str = "torch", im
     import torch
 
     from alob_eval.onnx_backend import BackendUnavailable, checkpoint_onnx_embedder, resolve_backend
-    from alob_train.checkpoint import CheckpointError, checkpoint_file, load_model
+    from alob_train.checkpoint import CheckpointError, checkpoint_file, load_trained
     from alob_train.embed import fuse_conv_bn, model_embedder
 
     run = Path(checkpoint)
-    if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
-        which = "last"
     try:
-        model, cfg = load_model(run, which)
+        model, cfg, which = load_trained(run, which)
     except CheckpointError as err:
         raise click.ClickException(str(err)) from None
-    except (FileNotFoundError, KeyError, RuntimeError) as err:
-        raise click.ClickException(f"cannot load checkpoint {checkpoint}: {err}") from None
     name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"
     # BatchNorms folded into their convolutions, channels_last (~1.5-2x faster convolutions on CPU)
     fast = fuse_conv_bn(model).to(memory_format=torch.channels_last)

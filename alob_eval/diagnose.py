@@ -38,23 +38,15 @@ class _AllFeatures(torch.nn.Module):
         return torch.cat(self.model.features(x), dim=1)
 
 
-def load_alob_run(checkpoint: str, which: str = "best") -> tuple[torch.nn.Module, dict]:
-    """The trained model and its settings; a baseline (no Trimmer) or an unreadable checkpoint
-    is a :class:`UserError`."""
-    from alob_train.checkpoint import CheckpointError, load_model
+def load_alob_run(checkpoint: str, which: str = "best") -> tuple[torch.nn.Module, dict, str]:
+    """The trained model, its settings and the checkpoint name used; a baseline (no Trimmer) or
+    an unreadable checkpoint is a :class:`UserError`."""
+    from alob_train.checkpoint import load_trained
 
-    run = Path(checkpoint)
-    if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
-        which = "last"
-    try:
-        model, cfg = load_model(run, which)
-    except CheckpointError as err:
-        raise UserError(str(err)) from None
-    except (FileNotFoundError, KeyError, RuntimeError) as err:
-        raise UserError(f"cannot load checkpoint {checkpoint}: {err}") from None
+    model, cfg, which = load_trained(checkpoint, which)
     if model.trimmer is None:
         raise UserError(f"{checkpoint} is a {cfg['variant']} run: it has no Trimmer, so there is nothing to diagnose")
-    return model, cfg
+    return model, cfg, which
 
 
 def split_features(model: torch.nn.Module, vectors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -152,7 +144,7 @@ def diagnose_command(checkpoint: str, which: str, benches: tuple[str, ...], batc
     start = time.perf_counter()
     try:
         benchmarks = [without_missing_images(parse_bench_spec(spec))[0] for spec in benches]
-        model, cfg = load_alob_run(checkpoint, which)
+        model, cfg, which = load_alob_run(checkpoint, which)
         results = diagnose(model, cfg, benchmarks, batch_size, progress=not quiet)
     except BenchmarkSpecError as err:
         raise click.BadParameter(str(err), param_hint="--bench") from None

@@ -149,6 +149,21 @@ def load_model(run_or_file: str | Path, which: str = "last",
     return model.eval(), state["config"]
 
 
+def load_trained(checkpoint: str | Path, which: str = "best") -> tuple[ALOB, dict[str, Any], str]:
+    """What the evaluation commands load: :func:`load_model` with ``best`` falling back to
+    ``last`` for a run folder without ``best.pt`` (a run trained without ``--val``). Returns the
+    model, its settings and the checkpoint name used; any failure is a one-line
+    :class:`CheckpointError`."""
+    run = Path(checkpoint)
+    if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
+        which = "last"
+    try:
+        model, cfg = load_model(run, which)
+    except (FileNotFoundError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"cannot load checkpoint {checkpoint}: {err}") from None
+    return model, cfg, which
+
+
 def save_untrained(run: str | Path, backbone: str = "resnet18", variant: str = "alob",
                    input_size: tuple[int, int] = (112, 96), classes: int = 10, seed: int = 0) -> Path:
     """Save a randomly initialised model as ``run/checkpoints/last.pt``, loadable by
