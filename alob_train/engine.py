@@ -41,7 +41,7 @@ from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_
 from alob_train.model import ALOB
 from alob_train.optim import build_optimizers, build_schedulers, optimizer_states_to
 from alob_train.preprocess import normalize
-from alob_train.runtime import Dist, amp_dtype, init_distributed, setup_device
+from alob_train.runtime import Dist, amp_dtype, init_distributed, run_together, setup_device
 from alob_train.samples import BadSamples
 
 
@@ -291,11 +291,14 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
     ``--log-every`` steps and writing ``last.pt`` every ``--save-every``."""
     config = s.config
     epoch, in_epoch = divmod(p.step, s.steps_per_epoch)
-    batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
-                           pin=s.device.type == "cuda", bad=bad, device=s.device)
+    batches = run_together(s.d, s.device, lambda: build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank,
+                                                                 s.d.world, pin=s.device.type == "cuda", bad=bad,
+                                                                 device=s.device))
     s.model.train()
     got = 0
-    for images, labels in batches:
+    # under torchrun every batch is fetched together: a process stopped by its bad samples stops them all
+    while (batch := run_together(s.d, s.device, lambda: next(batches, None))) is not None:
+        images, labels = batch
         got += 1
         logged = (p.step + 1) % config.log_every == 0 or (p.step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
         stats, coeff, diag = train_step(s, images, labels, p.step, diagnose=logged)
@@ -310,8 +313,14 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
         if config.save_every and p.step % config.save_every == 0:
             save(s, ["last.pt"], p.step, p.best)
     del batches
+    run_together(s.d, s.device, lambda: _read_some(got, config.data))
+
+
+def _read_some(got: int, data: str) -> bool:
+    """True when this process trained on ``got`` > 0 batches this epoch, else :class:`DataError`."""
     if got == 0:
-        raise DataError(f"no training sample could be read from {config.data}")
+        raise DataError(f"no training sample could be read from {data}")
+    return True
 
 
 def _summary(s: Session, p: Progress, first_step: int, seconds: float) -> dict[str, Any]:
