@@ -9,6 +9,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,7 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
     s.model.train()
     got = 0
     # under torchrun every batch is fetched together: a process stopped by its bad samples stops them all
-    while (batch := run_together(s.d, s.device, lambda: next(batches, None))) is not None:
+    while (batch := run_together(s.d, s.device, partial(next, batches, None))) is not None:
         images, labels = batch
         got += 1
         logged = (p.step + 1) % config.log_every == 0 or (p.step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
