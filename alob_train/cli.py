@@ -28,6 +28,7 @@ from alob_train.config import (
 from alob_train.model import VARIANTS
 from alob_train.preprocess import parse_input_size
 from alob_train.pretrained import INIT_CHOICES
+from alob_train.runtime import RunStopped
 
 _DEFAULTS = config_defaults()  # the click defaults shown in --help are TrainConfig's
 _PRESET = PRESETS[DEFAULT_PRESET]
@@ -214,6 +215,10 @@ def main(ctx: click.Context, **opts) -> None:
         else:
             config = _new_run(out, opts["preset"], overrides)
         summary = engine.train(config, resume=opts["resume"], command=sys.argv)
+    except RunStopped as err:  # under torchrun: rank 0 says why, once, and every process exits 1
+        if int(os.environ.get("RANK", "0")) != 0:
+            sys.exit(1)
+        raise click.ClickException(str(err)) from None
     except (UserError, engine.TrainingDiverged, ValueError) as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_
 from alob_train.model import ALOB
 from alob_train.optim import build_optimizers, build_schedulers, optimizer_states_to
 from alob_train.preprocess import normalize
-from alob_train.runtime import Dist, amp_dtype, init_distributed, setup_device
+from alob_train.runtime import Dist, amp_dtype, init_distributed, run_together, setup_device
 from alob_train.samples import BadSamples
 
 
@@ -297,11 +298,14 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
     ``--log-every`` steps and writing ``last.pt`` every ``--save-every``."""
     config = s.config
     epoch, in_epoch = divmod(p.step, s.steps_per_epoch)
-    batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
-                           pin=s.device.type == "cuda", bad=bad, device=s.device)
+    batches = run_together(s.d, s.device, lambda: build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank,
+                                                                 s.d.world, pin=s.device.type == "cuda", bad=bad,
+                                                                 device=s.device))
     s.model.train()
     got = 0
-    for images, labels in batches:
+    # under torchrun every batch is fetched together: a process stopped by its bad samples stops them all
+    while (batch := run_together(s.d, s.device, partial(next, batches, None))) is not None:
+        images, labels = batch
         got += 1
         if p.step == 0 and config.bn_stats == "update" and config.init != "scratch":
             calibrate_batch_norms(s.model, config, normalize(images.to(s.device)))
@@ -318,8 +322,14 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
         if config.save_every and p.step % config.save_every == 0:
             save(s, ["last.pt"], p.step, p.best)
     del batches
+    run_together(s.d, s.device, lambda: _read_some(got, config.data))
+
+
+def _read_some(got: int, data: str) -> bool:
+    """True when this process trained on ``got`` > 0 batches this epoch, else :class:`DataError`."""
     if got == 0:
-        raise DataError(f"no training sample could be read from {config.data}")
+        raise DataError(f"no training sample could be read from {data}")
+    return True
 
 
 def _summary(s: Session, p: Progress, first_step: int, seconds: float) -> dict[str, Any]:

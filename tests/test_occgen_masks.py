@@ -6,6 +6,7 @@ align >= 200 LFW faces with align-faces and check every mask type on every face.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -314,9 +315,9 @@ def test_masktheface_shared_templates(masktheface_dir):
 
 
 @pytest.fixture(scope="module")
-def aligned_lfw(lfw_dir, tmp_path_factory):
+def aligned_lfw(lfw_dir, tmp_path_factory, optional_part):
     """>= 200 real LFW faces (every k-th file) aligned with align-faces (112x96)."""
-    pytest.importorskip("facenet_pytorch")
+    optional_part("MTCNN (facenet-pytorch)", ("facenet-pytorch",), lambda: importlib.import_module("facenet_pytorch"))
     from alignment.align_folder import AlignConfig, align_folder
     from alob_common.images import scan_images
 

@@ -5,6 +5,7 @@ the fast JPEG decoders against Pillow, the tar reader against webdataset."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import tarfile
@@ -122,13 +123,13 @@ def _take(batches, n):
 
 
 @pytest.mark.parametrize("codec", ["simplejpeg", "cv2"])
-def test_fast_jpeg_decoding_gives_pillows_pixels(lfw_dir, monkeypatch, codec):
+def test_fast_jpeg_decoding_gives_pillows_pixels(lfw_dir, monkeypatch, codec, optional_part):
     from alob_common import images
 
     if codec == "cv2":
         monkeypatch.setattr(images, "simplejpeg", None)
-    elif images.simplejpeg is None:
-        pytest.skip("simplejpeg is not installed")
+    else:  # alob_common.images decodes with simplejpeg when it imports
+        optional_part("simplejpeg (the [fast] extra)", ("simplejpeg",), lambda: importlib.import_module("simplejpeg"))
     files = sorted(lfw_dir.glob("*/*.jpg"))[::97][:60]
     for f in files:
         data = f.read_bytes()
