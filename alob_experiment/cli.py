@@ -12,8 +12,9 @@ import click
 
 from alob_common.errors import UserError
 from alob_train.backbones import BACKBONES
-from alob_experiment.config import CONFIG_GROUPS, TRAINING_CONFIGS
+from alob_experiment.config import CLEAN_DATA, CONFIG_GROUPS, NO_TRAINING, TRAINING_CONFIGS
 from alob_train.model import VARIANTS
+from alob_train.pretrained import INIT_CHOICES, INITS
 
 
 def _folds(ctx, param, value: str) -> tuple[int, ...] | str:
@@ -68,10 +69,16 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
 @click.option("--variants", callback=_variants, default="baseline,alob", show_default=True,
               help="Training configurations to compare, comma-separated: the variants "
                    f"{', '.join(VARIANTS)}, the screening settings alob-shared, alob-separate, alob-separate-ramp "
-                   "(DANN ramp of the GRL), alob-lambda0 (no Trimmer loss), or a group: 'all' (every variant), "
-                   "'screen' (baseline and the six ALOB settings).")
-@click.option("--backbone", type=click.Choice(list(BACKBONES)),
-              default="resnet18", show_default=True)
+                   "(DANN ramp of the GRL), alob-lambda0 (no Trimmer loss), zero-shot and baseline-clean (with "
+                   "--init), or a group: 'all' (every variant), 'screen' (baseline and the six ALOB settings), "
+                   "'finetune' (zero-shot, baseline-clean, baseline, alob, alob-lambda0).")
+@click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None,
+              help="The network of every trained configuration [default: resnet18; facenet with --init].")
+@click.option("--init", type=click.Choice([c for c in INIT_CHOICES if c != "scratch"]), default=None,
+              help="Fine-tune a pretrained recogniser instead of training from scratch (alob-train --init with its "
+                   "fine-tuning defaults), e.g. facenet-vggface2; --variants finetune then compares the network as it "
+                   "comes (zero-shot), the baseline fine-tuned on clean images (baseline-clean) or on the occluded and "
+                   "masked ones (baseline), ALOB and ALOB with λ = 0 (alob-lambda0).")
 @click.option("--train-folds", callback=_folds, default="1-5", show_default=True,
               help="View-2 folds whose people are trained on; the other folds' pairs are the test set. "
                    "'both': train on 1-5 and test on 6-10, then the swap, and compare over both.")
@@ -101,8 +108,8 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
               help="DataLoader worker processes of each training run (on a GPU, most of the CPU cores).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-download", is_flag=True, help="Never download LFW; stop if it is not found.")
-def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variants: tuple[str, ...], backbone: str,
-         train_folds: tuple[int, ...] | str, seeds: tuple[int, ...], patience: int | None, train_people: int | None, pairs_per_fold: int | None, epochs: int | None,
+def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variants: tuple[str, ...],
+         backbone: str | None, init: str | None, train_folds: tuple[int, ...] | str, seeds: tuple[int, ...], patience: int | None, train_people: int | None, pairs_per_fold: int | None, epochs: int | None,
          batch_size: int | None, max_steps: int | None, mask_fraction: float,
          cam_limit: int | None, workers: int, train_workers: int, seed: int, no_download: bool) -> None:
     """Run the LFW fold experiment end to end and write WORK/report/report.md.
@@ -125,12 +132,16 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
 
     start = time.perf_counter()
     work_dir = Path(work).resolve()
+    backbone = backbone or (INITS[init].backbone if init else "resnet18")
+    needs_init = [v for v in variants if v in (*NO_TRAINING, *CLEAN_DATA)]
+    if needs_init and not init:
+        raise click.UsageError(f"{needs_init[0]} compares against a pretrained start: add --init")
     try:
         images, pairs_txt = find_lfw(lfw_dir, work_dir, download=not no_download)
         click.echo(f"LFW: {images} with {pairs_txt}; size {size}; work folder {work_dir}")
         settings = Settings(work=str(work_dir), size=size, lfw_images=str(images.resolve()),
                             pairs_txt=str(pairs_txt.resolve()), aligned=str(Path(aligned).resolve()) if aligned else None,
-                            variants=variants, backbone=backbone, mask_fraction=mask_fraction,
+                            variants=variants, backbone=backbone, init=init, mask_fraction=mask_fraction,
                             train_folds=(1, 2, 3, 4, 5) if train_folds == "both" else train_folds,
                             both_halves=train_folds == "both", seeds=seeds, patience=patience,
                             seed=seed, workers=workers, train_people=train_people, pairs_per_fold=pairs_per_fold,

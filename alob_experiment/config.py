@@ -34,10 +34,25 @@ TRAINING_CONFIGS: dict[str, tuple[str, ...]] = {
     "alob-f": ("--variant", "alob-f"),
     "sum": ("--variant", "sum"),
     "concat": ("--variant", "concat"),
+    # with a pretrained --init: the network as it comes (no training step), and the baseline
+    # fine-tuned on the clean training images only
+    "zero-shot": ("--variant", "baseline"),
+    "baseline-clean": ("--variant", "baseline"),
 }
+
+
+def has_trimmer(config: str) -> bool:
+    """Whether training configuration ``config`` has a Trimmer (any variant but baseline)."""
+    options = TRAINING_CONFIGS[config]
+    return options[options.index("--variant") + 1] != "baseline"
+
+
+NO_TRAINING = ("zero-shot",)  # saved as initialised (alob-train --max-steps 0)
+CLEAN_DATA = ("baseline-clean",)  # trained on the aligned training images, no occluders or masks
 CONFIG_GROUPS = {
     "all": ("baseline", "alob", "alob-g", "alob-f", "sum", "concat"),
     "screen": ("baseline", "alob-shared", "alob-separate", "alob-separate-ramp", "alob-lambda0", "alob-g", "alob-f"),
+    "finetune": ("zero-shot", "baseline-clean", "baseline", "alob", "alob-lambda0"),
 }
 
 
@@ -90,6 +105,7 @@ class Settings:
     patience: int | None = None  # stop training on a validation plateau (held-out last training fold)
     train_workers: int = 1  # DataLoader workers of each training run (a GPU wants many)
     pictures: bool = True  # CAM and t-SNE stages (a multi-run experiment makes them for its first run only)
+    init: str | None = None  # a pretrained initialisation (alob-train --init): every run fine-tunes it
 
     def runs(self) -> list["Settings"]:
         """The single runs this setting asks for: one per (half, seed), each in its own
@@ -102,7 +118,7 @@ class Settings:
             return [replace(self, seed=seeds[0], seeds=(), both_halves=False)]
         return [replace(self, work=str(Path(self.work) / f"folds-{h[0]}-{h[-1]}" / f"seed-{s}"), train_folds=h,
                         seed=s, seeds=(), both_halves=False, pictures=(h, s) == (halves[0], seeds[0]))
-                for h in halves for s in seeds]
+                for s in seeds for h in halves]  # seed by seed: each finished seed has both halves
 
     def resolved_size(self) -> Size:
         """The named size with this run's overrides applied."""
@@ -120,7 +136,7 @@ class Settings:
 
 # Settings that decide what data is built; a WORK folder keeps them for life.
 DATA_SETTINGS = ("size", "lfw_images", "pairs_txt", "aligned", "train_folds", "train_people", "pairs_per_fold",
-                 "mask_fraction", "seed", "backbone", "seeds", "both_halves", "patience")
+                 "mask_fraction", "seed", "backbone", "seeds", "both_halves", "patience", "init")
 
 
 def data_settings(values: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Callable
 
 from alob_common.atomic import write_json_atomic
-from alob_experiment.config import SCENARIOS, TRAINING_CONFIGS, PipelineError, Settings, Size
+from alob_experiment.config import (
+    CLEAN_DATA,
+    NO_TRAINING,
+    SCENARIOS,
+    TRAINING_CONFIGS,
+    PipelineError,
+    Settings,
+    Size,
+    has_trimmer,
+)
 from alob_experiment.lfw import Split
 
 
@@ -83,8 +92,12 @@ def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
     budget = ["--epochs", str(size.epochs)] + (["--max-steps", str(settings.max_steps)] if settings.max_steps else [])
     if settings.patience:
         budget += ["--val", str(work / "data" / "val"), "--patience", str(settings.patience)]
-    argv = [command("alob-train"), "--data", str(work / "data" / "train"), "--out", str(run),
-            "--backbone", settings.backbone, *TRAINING_CONFIGS[variant], *budget,
+    if variant in NO_TRAINING:
+        budget = ["--epochs", "1", "--max-steps", "0"]
+    data = work / "train-src" if variant in CLEAN_DATA else work / "data" / "train"
+    init = ["--init", settings.init] if settings.init else []
+    argv = [command("alob-train"), "--data", str(data), "--out", str(run),
+            "--backbone", settings.backbone, *init, *TRAINING_CONFIGS[variant], *budget,
             "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
             "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard"]
     resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers)]
@@ -104,10 +117,21 @@ def _eval_stage(settings: Settings, variant: str) -> Stage:
     return Stage(f"eval-{variant}", argv)
 
 
+def _diagnose_stage(settings: Settings, variant: str) -> Stage:
+    """The mechanism on every test scenario (``alob-eval diagnose``) for a variant with a Trimmer."""
+    work = Path(settings.work)
+    argv = [command("alob-eval"), "diagnose", "--checkpoint", str(work / "runs" / variant),
+            "--which", "best" if settings.patience else "last", "--out", str(work / "reports" / f"{variant}-diagnostics")]
+    for bench in SCENARIOS:
+        where = f"{_aligned(settings)}@{work / 'split' / 'test_pairs.txt'}" if bench == "lfw" else str(work / "data" / bench)
+        argv += ["--bench", f"{bench}={where}"]
+    return Stage(f"diagnose-{variant}", argv)
+
+
 def _picture_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
     """Grad-CAM of the first variant with a Trimmer, and a t-SNE of five test people."""
     work, stages = Path(settings.work), []
-    with_trimmer = [v for v in settings.variants if v != "baseline"]
+    with_trimmer = [v for v in settings.variants if has_trimmer(v)]
     if with_trimmer:
         argv = [command("alob-eval"), "cam", "--checkpoint", str(work / "runs" / with_trimmer[0]),
                 "--data", str(work / "data" / "lfw-occ-3.0"), "--out", str(work / "reports" / "cam")]
@@ -127,9 +151,11 @@ def _picture_stages(settings: Settings, split: Split, size: Size) -> list[Stage]
 
 def plan_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
     """The commands of a run, in order."""
+    with_trimmer = [v for v in settings.variants if has_trimmer(v)]
     return [*_data_stages(settings, size),
             *(_train_stage(settings, size, v) for v in settings.variants),
             *(_eval_stage(settings, v) for v in settings.variants),
+            *(_diagnose_stage(settings, v) for v in with_trimmer if settings.init),
             *(_picture_stages(settings, split, size) if settings.pictures else [])]
 
 

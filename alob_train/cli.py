@@ -104,7 +104,9 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
                    "112x112 images fed to a 112x96 model are cut to columns 8..104, 112x96 ones fed to a square "
                    "model padded to 112x112, other sizes resized.")
 @click.option("--epochs", type=click.IntRange(1, None), help=f"Epochs [preset: {_PRESET['epochs']}].")
-@click.option("--max-steps", type=click.IntRange(1, None), help="Stop after this many optimiser steps in all (short runs).")
+@click.option("--max-steps", type=click.IntRange(0, None),
+              help="Stop after this many optimiser steps in all (short runs); 0 saves the initialised model "
+                   "untrained (with --init: the pretrained network, to evaluate it as it comes).")
 @click.option("--batch-size", type=click.IntRange(1, None), help=f"Images per step and process [preset: {_PRESET['batch_size']}].")
 @click.option("--lr", type=click.FloatRange(0, min_open=True),
               help="Initial learning rate of both optimisers [preset paper: SGD 0.01 ResNets / 0.001 LightCNN-9, "

@@ -83,7 +83,7 @@ def _steps(info: DataInfo, config: TrainConfig, world: int) -> tuple[int, int, i
         raise DataError(f"{info.num_samples} samples are fewer than one batch of {config.batch_size} "
                         f"per process ({world} processes): lower --batch-size")
     total = config.epochs * steps_per_epoch
-    return steps_per_epoch, total, min(total, config.max_steps) if config.max_steps else total
+    return steps_per_epoch, total, min(total, config.max_steps) if config.max_steps is not None else total
 
 
 def _checkpoint_to_resume(config: TrainConfig, info: DataInfo) -> dict[str, Any]:
@@ -367,6 +367,8 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
                 bar.write(f"validation accuracy has not risen for {config.patience} epochs: stopped at step {p.step}")
                 p.stopped_on_plateau = True
                 break
+        if s.last_step == 0 and not resume:
+            save(s, ["last.pt"], 0, None)  # --max-steps 0: the initialised model itself, for evaluation
     finally:
         bar.close()
         if log is not None:
