@@ -38,6 +38,12 @@ TRAINING_CONFIGS: dict[str, tuple[str, ...]] = {
     # fine-tuned on the clean training images only
     "zero-shot": ("--variant", "baseline"),
     "baseline-clean": ("--variant", "baseline"),
+    # the screening of alob-train's fine-tuning defaults: each changes one of them
+    "baseline-unfrozen": ("--variant", "baseline", "--freeze-until", "none"),
+    "baseline-freeze-7a": ("--variant", "baseline", "--freeze-until", "mixed_7a"),
+    "baseline-lr-mult-1": ("--variant", "baseline", "--backbone-lr-mult", "1"),
+    "baseline-bn-update": ("--variant", "baseline", "--bn-stats", "update"),
+    "baseline-warmup": ("--variant", "baseline", "--head-warmup-steps", "30"),
 }
 
 
@@ -53,6 +59,8 @@ CONFIG_GROUPS = {
     "all": ("baseline", "alob", "alob-g", "alob-f", "sum", "concat"),
     "screen": ("baseline", "alob-shared", "alob-separate", "alob-separate-ramp", "alob-lambda0", "alob-g", "alob-f"),
     "finetune": ("zero-shot", "baseline-clean", "baseline", "alob", "alob-lambda0"),
+    "finetune-screen": ("zero-shot", "baseline", "baseline-unfrozen", "baseline-freeze-7a", "baseline-lr-mult-1",
+                        "baseline-bn-update", "baseline-warmup"),
 }
 
 
