@@ -11,8 +11,8 @@ import sys
 import click
 
 from alob_common.errors import UserError
-from alob_common.geometry import CROP_SIZES, parse_size
-from alob_common.vocabulary import Renamed, VocabCommand, normalize_size, version_option
+from alob_common.geometry import CROP_SIZES, normalize_size, parse_size
+from alob_common.vocabulary import Renamed, VocabCommand, version_option
 
 
 def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:

@@ -1,5 +1,5 @@
 """The words every command shares (docs/USAGE.md, "Vocabulary"), defined once: the package
-version behind ``--version``, sizes written ``112x96`` or ``112×96``, the one list syntax
+version behind ``--version``, the one list syntax
 (``a,b,c`` and inclusive ranges ``FIRST..LAST`` or ``FIRST..LAST/STEP``), and the command class
 that keeps an old spelling of an option working for one release with a one-line deprecation
 note.
@@ -31,11 +31,6 @@ def version_option(func):
     return click.version_option(package_version(), "--version", package_name=DISTRIBUTION,
                                 message=f"%(prog)s ({DISTRIBUTION}) %(version)s",
                                 help="Print the alob-toolkit version and exit.")(func)
-
-
-def normalize_size(text: str) -> str:
-    """A size as ``HxW``: ``112×96``, ``112X96`` and `` 112x96 `` all become ``112x96``."""
-    return text.strip().lower().replace("×", "x")
 
 
 def _number(text: str, kind: type) -> float | int:

@@ -8,15 +8,28 @@ from alob_train.config import TrainConfig
 from alob_train.model import ALOB
 
 
-def build_optimizers(model: ALOB, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+LR_SCALINGS = ("none", "linear")
+
+
+def lr_multiplier(config: TrainConfig, processes: int) -> float:
+    """The factor on both learning rates under ``processes`` training processes: 1 with
+    ``lr_scaling`` ``none``; the number of processes with ``linear`` (each process takes
+    ``batch_size`` images per step, so the global batch is ``batch_size`` × processes)."""
+    if config.lr_scaling not in LR_SCALINGS:
+        raise ValueError(f"unknown lr_scaling {config.lr_scaling!r}: choose one of {', '.join(LR_SCALINGS)}")
+    return float(processes) if config.lr_scaling == "linear" else 1.0
+
+
+def build_optimizers(model: ALOB, config: TrainConfig, processes: int = 1) -> dict[str, torch.optim.Optimizer]:
     """SGD (momentum, weight decay) for the Trimmer side and Adam for the Identifier side
-    (``baseline`` has only the latter)."""
+    (``baseline`` has only the latter), their rates scaled by :func:`lr_multiplier`."""
     groups = model.param_groups()
+    factor = lr_multiplier(config, processes)
     optimizers: dict[str, torch.optim.Optimizer] = {}
     if groups["trimmer"]:
-        optimizers["trimmer"] = torch.optim.SGD(groups["trimmer"], lr=config.lr_trimmer, momentum=config.momentum,
-                                                weight_decay=config.weight_decay)
-    optimizers["identifier"] = torch.optim.Adam(groups["identifier"], lr=config.lr_identifier,
+        optimizers["trimmer"] = torch.optim.SGD(groups["trimmer"], lr=config.lr_trimmer * factor,
+                                                momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizers["identifier"] = torch.optim.Adam(groups["identifier"], lr=config.lr_identifier * factor,
                                                 weight_decay=config.identifier_weight_decay)
     return optimizers
 
