@@ -70,7 +70,7 @@ def _clean_ratio(ctx, param, value: str) -> float:
 
 
 def _size_mode_help() -> str:
-    """``--ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder``, from DEFAULT_SIZE_MODE."""
+    """``--ratio 0.52 for lfw, --scale-set 1..5/0.5 for folder``, from DEFAULT_SIZE_MODE."""
     return ", ".join(f"--{key.replace('_', '-')} {value} for {source}"
                      for source, mode in DEFAULT_SIZE_MODE.items() for key, value in mode.items())
 
