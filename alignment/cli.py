@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import signal
 import sys
 
@@ -12,7 +11,7 @@ import click
 
 from alob_common.errors import UserError
 from alob_common.geometry import CROP_SIZES, normalize_size, parse_size
-from alob_common.vocabulary import Renamed, VocabCommand, version_option
+from alob_common.vocabulary import Renamed, VocabCommand, check_device, version_option
 
 
 def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:
@@ -23,12 +22,6 @@ def _thresholds(ctx, param, value: str) -> tuple[float, float, float]:
     if len(parts) != 3 or not all(0.0 < p < 1.0 for p in parts):
         raise click.BadParameter("three comma-separated probabilities, e.g. 0.6,0.7,0.7")
     return parts  # type: ignore[return-value]
-
-
-def _device(ctx, param, value: str) -> str:
-    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
-        raise click.BadParameter("auto, cpu, cuda or cuda:N")
-    return value
 
 
 def _size(ctx, param, value: str) -> str:
@@ -87,7 +80,7 @@ def _interrupt(signum, frame) -> None:
               help="MTCNN P-, R-, O-net score thresholds.")
 @click.option("--min-face-size", type=click.IntRange(8, None), default=20, show_default=True,
               help="Smallest face MTCNN looks for, in pixels.")
-@click.option("--device", default="auto", show_default=True, callback=_device,
+@click.option("--device", default="auto", show_default=True, callback=check_device,
               help="Where MTCNN runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
 @click.option("--workers", type=click.IntRange(0, None), default=None,
               help="Worker processes that decode, detect, warp and write; 0 = all in this process "

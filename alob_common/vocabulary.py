@@ -8,6 +8,7 @@ note.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -68,6 +69,14 @@ def parse_list(text: str, kind: type = int) -> list:
     if not values:
         raise ValueError(f"{text!r}: the list is empty")
     return values
+
+
+def check_device(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
+    """``--device``'s values in every command: ``auto`` (the GPU when torch sees one, else the
+    CPU), ``cpu``, ``cuda`` or ``cuda:N``; a click callback."""
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
+        raise click.BadParameter(f"{value!r}: auto, cpu, cuda or cuda:N")
+    return value
 
 
 def deprecated(old: str, new: str) -> str:

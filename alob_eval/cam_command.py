@@ -12,24 +12,16 @@ import click
 import numpy as np
 
 from alob_common.errors import UserError
-from alob_common.vocabulary import version_option
+from alob_common.vocabulary import check_device, version_option
 from alob_train.checkpoint import load_trained
 from alob_train.runtime import setup_device
 
 
 def model_device_option(func):
     """``--device``: where a --checkpoint model runs, with the meaning it has in every command."""
-    return click.option("--device", default="auto", show_default=True, callback=_device,
+    return click.option("--device", default="auto", show_default=True, callback=check_device,
                         help="Where a --checkpoint model runs: auto (the GPU when torch sees one, else the CPU), "
                              "cpu, cuda or cuda:N. Reference models and the onnx backend run on the CPU.")(func)
-
-
-def _device(ctx, param, value: str) -> str:
-    import re
-
-    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
-        raise click.BadParameter("auto, cpu, cuda or cuda:N")
-    return value
 
 
 @click.command("cam")

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from alob_common.errors import UserError
-from alob_common.vocabulary import Renamed, VocabCommand, parse_list, version_option
+from alob_common.vocabulary import Renamed, VocabCommand, check_device, parse_list, version_option
 from alob_train.backbones import BACKBONES
 from alob_experiment.config import CONFIG_GROUPS, TRAINING_CONFIGS
 from alob_train.model import VARIANTS
@@ -115,10 +115,9 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
                    "process [default: the number of CPU cores].")
 @click.option("--train-workers", type=click.IntRange(min=0), default=1, show_default=True,
               help="The --workers of each training run: DataLoader processes (on a GPU, most of the CPU cores).")
-@click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "cuda"]),
+@click.option("--device", default="auto", show_default=True, callback=check_device,
               help="Where alignment, training and evaluation run (their --device): auto (the GPU when torch sees "
-                   "one, else the CPU), cpu or cuda.")
+                   "one, else the CPU), cpu, cuda or cuda:N.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the data builds and the training runs (their --seed).")
 @click.option("--no-download", is_flag=True, help="Never download LFW; stop if it is not found.")

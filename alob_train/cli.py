@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -13,7 +12,7 @@ from click.core import ParameterSource
 
 from alob_common.errors import UserError
 from alob_common.geometry import CROP_SIZES
-from alob_common.vocabulary import OldSyntax, Renamed, VocabCommand, deprecated, version_option
+from alob_common.vocabulary import OldSyntax, Renamed, VocabCommand, check_device, deprecated, version_option
 from alob_train import engine
 from alob_train.backbones import BACKBONES
 from alob_train.config import (
@@ -65,20 +64,15 @@ def _size(ctx, param, value: str) -> tuple[int, int] | None:
         raise click.BadParameter(str(err)) from None
 
 
-def _device(ctx, param, value: str) -> str:
-    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
-        raise click.BadParameter("auto, cpu, cuda or cuda:N")
-    return value
-
-
-def _mask_fraction(ctx: click.Context, kind: str | None, fraction: float) -> float | None:
+def _mask_fraction(ctx: click.Context, kind: str, fraction: float) -> float | None:
     """The fraction of occluded samples that get a face mask, from --kind and --mask-fraction
     (which, as in occgen build, applies with --kind mixed); None when neither is given."""
     given = ctx.get_parameter_source("mask_fraction") not in (None, ParameterSource.DEFAULT)
-    if kind is None and given:
+    kind_given = ctx.get_parameter_source("kind") not in (None, ParameterSource.DEFAULT)
+    if not kind_given and given:
         click.echo(deprecated("--mask-fraction without --kind", f"--kind mixed --mask-fraction {fraction:g}"), err=True)
-        kind = "mixed"
-    if kind is None:
+        kind, kind_given = "mixed", True
+    if not kind_given:
         return None
     if given and kind != "mixed":
         raise click.UsageError(f"--mask-fraction applies with --kind mixed, not --kind {kind}")
@@ -174,10 +168,10 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--scale-set", default=_DEFAULTS["scale_set"], show_default=True,
               help="With --occlude: the occluder factors, e.g. 1..5/0.5 (1 to 5 in steps of 0.5, both ends "
                    "included) or 2,3.")
-@click.option("--kind", type=click.Choice(["occluder", "mask", "mixed"]), default=None,
+@click.option("--kind", type=click.Choice(["occluder", "mask", "mixed"]), default="occluder", show_default=True,
               help="With --occlude, what the occluded samples get, as in occgen build: occluder, mask (a face mask, "
                    "occgen.mask_face, landmarks from the crop's template) or mixed (a mask with probability "
-                   "--mask-fraction, else an occluder) [default: occluder].")
+                   "--mask-fraction, else an occluder).")
 @click.option("--mask-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="--kind mixed: of the occluded samples, the fraction that get masks (the rest get occluders).")
 @click.option("--augment-on", type=click.Choice(["workers", "device"]), default=_DEFAULTS["augment_on"], show_default=True,
@@ -191,7 +185,7 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
               help="Worker processes (DataLoader) that read and augment the data, per training process; 0 = all in "
                    "the training process [default: the number of CPU cores, at most 8].")
 @click.option("--seed", type=int, default=_DEFAULTS["seed"], show_default=True, help="Seed of weights, data order and augmentation.")
-@click.option("--device", default=_DEFAULTS["device"], show_default=True, callback=_device,
+@click.option("--device", default=_DEFAULTS["device"], show_default=True, callback=check_device,
               help="Where training runs: auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N "
                    "(under torchrun each process takes its LOCAL_RANK GPU).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default=_DEFAULTS["amp"], show_default=True,

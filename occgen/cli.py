@@ -128,7 +128,8 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
 @click.option("--factor", type=click.FloatRange(min=0, min_open=True),
               help="FROM-exact: resize each occluder to FACTOR × its native size (capped at W-1 × H-1); e.g. 2.0 or 3.0.")
 @click.option("--scale-set", help="FROM's training recipe: the factor drawn per image from a list, e.g. 1..5/0.5 "
-                                  "(1 to 5 in steps of 0.5, both ends included) or 2,3.")
+                                  "(1 to 5 in steps of 0.5, both ends included) or 2,3 [default for --source "
+                                  "folder and rec, when no other size mode is given: 1..5/0.5].")
 @click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target coverage: occluders cover RATIO of the crop on average, e.g. 0.52 (LFW-OCC-3.0) or 0.4309 (2.0).")
 @click.option("--ratio-spread", type=click.FloatRange(0, 0.3), default=OcclusionConfig.ratio_spread, show_default=True,
