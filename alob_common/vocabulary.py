@@ -60,14 +60,13 @@ def parse_list(text: str, kind: type = int) -> list:
     values: list = []
     try:
         for item in text.split(","):
-            if not item.strip():
-                continue
-            values += _range(item, kind) if ".." in item else [_number(item, kind)]
+            if item.strip():
+                values += _range(item, kind) if ".." in item else [_number(item, kind)]
+        if not values:
+            raise ValueError(text)
     except ValueError:
         raise ValueError(f"{text!r}: expected a comma-separated list such as 0,2,4 or a range FIRST..LAST "
                          "or FIRST..LAST/STEP (both ends included), e.g. 0..4 or 1..5/0.5") from None
-    if not values:
-        raise ValueError(f"{text!r}: the list is empty")
     return values
 
 
@@ -165,17 +164,17 @@ def rewrite_args(command: VocabCommand, args: Sequence[str]) -> tuple[list[str],
                 positional.append(token)
             continue
         name, eq, value = token.partition("=")
+        joined = bool(eq)
         if not eq and name in (*command.renamed, *command.old_syntax) and k < len(tokens):
             target = command.renamed[name].new if name in command.renamed else name
             if _takes_value(command, target):
-                value, k = tokens[k], k + 1
-                eq = "="
+                value, k, eq = tokens[k], k + 1, "="
         elif not eq and _takes_value(command, name) and k < len(tokens):
             out += [token, tokens[k]]
             k += 1
             continue
         name, value = _rewrite_option(command, name, value if eq else None, notes)
-        out.append(f"{name}={value}" if eq else name)
+        out += [f"{name}={value}"] if joined else [name, value] if eq else [name]
     if positional and command.positionals:
         named = command.positionals[: len(positional)]
         shown = " ".join(n.lstrip("-").upper() for n in named)
