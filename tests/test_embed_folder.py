@@ -131,9 +131,8 @@ def test_device_is_an_option_of_every_evaluation_command(run, tmp_path):
     bad = CliRunner().invoke(main, ["--checkpoint", str(run), "--bench", f"x={data}", "--device", "gpu"])
     assert bad.exit_code == 2 and "auto, cpu, cuda or cuda:N" in bad.output
     if not torch.cuda.is_available():
-        for sub in ([], ["embed", "--data", str(data)]):
-            missing = CliRunner().invoke(main, [*sub, "--checkpoint", str(run), "--bench", f"x={data}",
-                                                "--device", "cuda"] if not sub else
-                                         [*sub, "--checkpoint", str(run), "--device", "cuda"])
+        for args in (["--bench", f"x={data}"], ["embed", "--data", str(data)]):
+            missing = CliRunner().invoke(main, [*args, "--checkpoint", str(run), "--device", "cuda",
+                                                "--out", str(tmp_path / "none")])
             assert missing.exit_code == 1 and "no CUDA device" in missing.output, missing.output
             assert len(missing.output.strip().splitlines()) == 1
