@@ -194,8 +194,9 @@ def _fars(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
 @click.option("--far", "fars", multiple=True, default=("1e-3,1e-4",), show_default=True, callback=_fars,
               help="False accept rates at which TAR is reported, a comma-separated list.")
 @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
-              help="roc: one ROC over all pairs (sklearn); order: FROM's order statistic; fold: insightface's "
-                   "per-fold interpolation.")
+              help="How TAR at a FAR is computed: roc, one ROC curve over all pairs (scikit-learn); order, the "
+                   "threshold at the impostor score ranked FAR × impostors from the top (as FROM computes it); fold, "
+                   "per fold on a threshold interpolated from the other folds (as insightface computes it).")
 @click.option("--flip", is_flag=True, help="Flip-test fusion: embedding = f(image) + f(mirrored image).")
 @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True, help=BATCH_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True,

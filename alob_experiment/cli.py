@@ -82,12 +82,13 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
 @click.option("--variants", callback=_variants, default="baseline,alob", show_default=True,
               help="Training configurations to compare, comma-separated: the variants "
                    f"{', '.join(VARIANTS)}, the screening settings alob-shared, alob-separate, alob-separate-ramp "
-                   "(DANN ramp of the GRL), alob-lambda0 (no Trimmer loss), or a group: 'all' (every variant), "
+                   "(the gradient reversal ramped up over training), alob-lambda0 (no Trimmer loss), or a group: 'all' (every variant), "
                    "'screen' (baseline and the six ALOB settings).")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default="resnet18", show_default=True,
               help="The backbone of every trained model (alob-train --backbone).")
 @click.option("--train-on", "train_folds", callback=_folds, default="0..4", show_default=True,
-              help="View-2 folds whose people are trained on, numbered 0-9 as pairs.csv's fold column: a list "
+              help="LFW's ten standard test folds (View 2 of its protocol; no person is in two) whose people are "
+                   "trained on, numbered 0-9 as pairs.csv's fold column: a list "
                    "such as 0..4 (0 to 4, both included) or 0,2,4,6,8; the other folds' pairs are the test set. "
                    "'both': train on 0..4 and test on 5..9, then the swap, and compare over both.")
 @click.option("--seeds", callback=_seeds, default=None,
@@ -128,7 +129,7 @@ def main(size: str, lfw_dir: str | None, work: str, aligned: str | None, variant
          no_download: bool) -> None:
     """Run the LFW fold experiment end to end and write OUT/report/report.md.
 
-    LFW's ten View-2 folds (numbered 0-9) share no person. The models train on every image of the
+    LFW's ten standard test folds (View 2 of its protocol, numbered 0-9) share no person. The models train on every image of the
     people in --train-on (clean:occluded 1:2, occluders and face masks) and are tested on the other folds'
     pairs in four scenarios: Face–Face, Face–Occlusion (FROM factors 2.0 and 3.0) and Face–Mask.
     Every stage is a project command (align-faces, occgen, alob-train, alob-eval); its output stays

@@ -118,7 +118,8 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default=_DEFAULTS["backbone"], show_default=True,
               help="resnet18 (He et al., the paper's), iresnet18/iresnet50 (face-style IR nets, ~4× compute), lightcnn9.")
 @click.option("--variant", type=click.Choice(list(VARIANTS)), default=_DEFAULTS["variant"], show_default=True,
-              help="alob; ablations alob-g (no GRL), alob-f (f - f^m instead of FPP), sum, concat; baseline (one backbone).")
+              help="alob (the method); its ablations alob-g (no gradient reversal), alob-f (the Trimmer's embedding "
+                   "subtracted instead of projected out), sum, concat; baseline (one network, CosFace only).")
 @click.option("--size", "input_size", default="auto", show_default=True, callback=_size,
               help=f"Model input size H×W, written 112x96 or 112×96 ({', '.join(CROP_SIZES)}, or any HxW); auto = "
                    "the data's image size. "
@@ -147,14 +148,20 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
 @click.option("--identifier-weight-decay", type=click.FloatRange(0, None), default=_DEFAULTS["identifier_weight_decay"], show_default=True,
               help="Adam (Identifier side) L2 weight decay; the paper gives none.")
 @click.option("--lambda", "trimmer_weight", type=click.FloatRange(0, None), default=_DEFAULTS["trimmer_weight"], show_default=True,
-              help="λ in L = L_f + λ·L_m.")
-@click.option("--grl-coeff", type=click.FloatRange(0, None), default=_DEFAULTS["grl_coeff"], show_default=True, help="C of the gradient reversal layer.")
+              help="λ, the weight of the Trimmer's loss: L = L_f + λ·L_m (L_f the Identifier's CosFace loss, L_m "
+                   "the Trimmer's); 0 trains both networks and the projection without the Trimmer's loss.")
+@click.option("--grl-coeff", type=click.FloatRange(0, None), default=_DEFAULTS["grl_coeff"], show_default=True,
+              help="C, the factor of the gradient reversal layer: the gradient flowing back into the Trimmer is "
+                   "multiplied by -C.")
 @click.option("--grl-schedule", type=click.Choice(["constant", "dann"]), default=_DEFAULTS["grl_schedule"], show_default=True,
-              help="constant C, or DANN's ramp C·(2/(1+exp(-10p))-1) over training progress p.")
+              help="constant: C throughout; dann: C rises smoothly from 0 to C as training progresses (the ramp of "
+                   "domain-adversarial training, C·(2/(1+exp(-10p))-1) at progress p from 0 to 1).")
 @click.option("--classifier", type=click.Choice(["shared", "separate"]), default=_DEFAULTS["classifier"], show_default=True,
-              help="One CosFace head each for f^m and the purified f (default, as the paper's Figure 1 draws it), or one "
-                   "weight shared by both (the paper's text); concat always has two. Why: docs/RESULTS.md, screening.")
-@click.option("--detach-fpp", is_flag=True, help="Stop L_f's gradient into the Trimmer through the projection.")
+              help="separate: one CosFace head for the Trimmer's embedding and one for the Identifier's purified "
+                   "embedding (as the paper's Figure 1 draws it); shared: one head for both (the paper's text); concat "
+                   "always has two. Why separate is the default: docs/RESULTS.md, screening.")
+@click.option("--detach-fpp", is_flag=True,
+              help="Stop the Identifier's loss L_f from training the Trimmer through the projection (FPP).")
 @click.option("--cosface-scale", "scale", type=click.FloatRange(0, min_open=True), default=_DEFAULTS["scale"],
               show_default=True, help="CosFace's scale s, the norm the cosines are multiplied by in the loss.")
 @click.option("--cosface-margin", "margin", type=click.FloatRange(0, None), default=_DEFAULTS["margin"],
