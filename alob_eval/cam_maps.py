@@ -103,6 +103,7 @@ def cam_maps(network: torch.nn.Module, target_layer: torch.nn.Module, images: to
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}: use one of {', '.join(METHODS)}")
     cls = GradCAM if method == "gradcam" else GradCAMPlusPlus
+    images = images.to(next(network.parameters()).device)  # the model's device (alob-eval cam --device)
     was_training = network.training
     network.eval()
     try:

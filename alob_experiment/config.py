@@ -98,7 +98,7 @@ class Settings:
     aligned: str | None = None  # an existing aligned LFW to reuse instead of aligning
     variants: tuple[str, ...] = ("baseline", "alob")
     backbone: str = "resnet18"
-    train_folds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    train_folds: tuple[int, ...] = (0, 1, 2, 3, 4)  # View-2 folds numbered from 0, as pairs.csv's fold
     mask_fraction: float = 0.5
     seed: int = 0
     workers: int = 2
@@ -109,11 +109,13 @@ class Settings:
     max_steps: int | None = None
     cam_limit: int | None = None
     seeds: tuple[int, ...] = ()  # several: one run per seed (and half), compared pairwise; () = (seed,)
-    both_halves: bool = False  # train on folds 1-5 and test 6-10, then the swap
+    both_halves: bool = False  # train on folds 0-4 and test 5-9, then the swap
     patience: int | None = None  # stop training on a validation plateau (held-out last training fold)
     train_workers: int = 1  # DataLoader workers of each training run (a GPU wants many)
+    device: str = "auto"  # --device of the stages that run a model (align, train, eval)
     pictures: bool = True  # CAM and t-SNE stages (a multi-run experiment makes them for its first run only)
     init: str | None = None  # a pretrained initialisation (alob-train --init): every run fine-tunes it
+    folds_from: int = 0  # fold numbers count from 0 (pipeline.json files of 0.1 lack this: theirs count from 1)
 
     def runs(self) -> list["Settings"]:
         """The single runs this setting asks for: one per (half, seed), each in its own
@@ -121,7 +123,7 @@ class Settings:
         seeds = self.seeds or (self.seed,)
         halves = [self.train_folds]
         if self.both_halves:
-            halves = [(1, 2, 3, 4, 5), (6, 7, 8, 9, 10)]
+            halves = [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
         if len(seeds) == 1 and len(halves) == 1:
             return [replace(self, seed=seeds[0], seeds=(), both_halves=False)]
         return [replace(self, work=str(Path(self.work) / f"folds-{h[0]}-{h[-1]}" / f"seed-{s}"), train_folds=h,
@@ -152,6 +154,8 @@ def data_settings(values: dict[str, Any]) -> dict[str, Any]:
     resolved: ``--quick`` and ``--quick --train-people 60`` build the same data."""
     data = {key: values.get(key) for key in DATA_SETTINGS}
     data["seeds"], data["both_halves"] = list(data["seeds"] or []), bool(data["both_halves"])  # absent in older files
+    if data["train_folds"] and values.get("folds_from", 1) == 1:  # a 0.1 work folder: folds counted from 1
+        data["train_folds"] = [fold - 1 for fold in data["train_folds"]]
     size = RUN_SIZES.get(data["size"])
     if size is not None:
         if data["train_people"] is None:
@@ -169,4 +173,4 @@ def check_work(settings: Settings) -> None:
         return
     before = data_settings(json.loads(saved.read_text()))
     now = data_settings(json.loads(json.dumps(asdict(settings))))
-    check_same_settings(before, now, settings.work, "use another --work", DATA_SETTINGS)
+    check_same_settings(before, now, settings.work, "use another --out", DATA_SETTINGS)

@@ -55,6 +55,12 @@ def _aligned(settings: Settings) -> Path:
     return Path(settings.aligned) if settings.aligned else Path(settings.work) / "aligned"
 
 
+def _device(settings: Settings) -> list[str]:
+    """``--device`` for the stages that run a model, when the pipeline was given one (else each
+    command's own default, auto)."""
+    return [] if settings.device == "auto" else ["--device", settings.device]
+
+
 VALIDATION_SCENARIO = ["--factor", "2.0", "--blend", "rect"]  # held-out fold's pairs, image 2 occluded
 
 
@@ -64,21 +70,21 @@ def _data_stages(settings: Settings, size: Size) -> list[Stage]:
     work, seed, workers = Path(settings.work), str(settings.seed), str(settings.workers)
     stages = []
     if settings.aligned is None:
-        stages.append(Stage("align", [command("align-faces"), str(work / "lfw-subset"), str(_aligned(settings)),
-                                      "--workers", workers]))
+        stages.append(Stage("align", [command("align-faces"), "--data", str(work / "lfw-subset"),
+                                      "--out", str(_aligned(settings)), "--workers", workers, *_device(settings)]))
     for bench, (_, options) in SCENARIOS.items():
         if options is not None:
             stages.append(Stage(f"build-{bench}", [
-                command("occgen"), "build", "--source", "lfw", "--src", str(work / "test-src"),
+                command("occgen"), "build", "--source", "lfw", "--data", str(work / "test-src"),
                 "--pairs", str(work / "split" / "test_pairs.txt"), "--out", str(work / "data" / bench),
                 *options, "--seed", seed, "--workers", workers]))
     if settings.patience:
         stages.append(Stage("build-val", [
-            command("occgen"), "build", "--source", "lfw", "--src", str(work / "val-src"),
+            command("occgen"), "build", "--source", "lfw", "--data", str(work / "val-src"),
             "--pairs", str(work / "split" / "val_pairs.txt"), "--out", str(work / "data" / "val"),
             *VALIDATION_SCENARIO, "--seed", seed, "--workers", workers]))
     stages.append(Stage("build-train", [
-        command("occgen"), "build", "--source", "folder", "--src", str(work / "train-src"),
+        command("occgen"), "build", "--source", "folder", "--data", str(work / "train-src"),
         "--out", str(work / "data" / "train"), "--kind", "mixed", "--mask-fraction", f"{settings.mask_fraction:g}",
         "--clean-ratio", "1:2", "--copies", str(size.copies), "--seed", seed, "--workers", workers]))
     return stages
@@ -99,8 +105,9 @@ def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
     argv = [command("alob-train"), "--data", str(data), "--out", str(run),
             "--backbone", settings.backbone, *init, *TRAINING_CONFIGS[variant], *budget,
             "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
-            "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard"]
-    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers)]
+            "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard", *_device(settings)]
+    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers),
+              *_device(settings)]
     return Stage(f"train-{variant}", argv, resume, str(run / "checkpoints" / "last.pt"))
 
 
@@ -110,7 +117,7 @@ def _eval_stage(settings: Settings, variant: str) -> Stage:
     test_pairs = work / "split" / "test_pairs.txt"
     which = "best" if settings.patience else "last"  # on a plateau run, the epoch validation chose
     argv = [command("alob-eval"), "--checkpoint", str(work / "runs" / variant), "--which", which,
-            "--far", "1e-3", "--far", "1e-2", "--out", str(work / "reports" / variant)]
+            "--far", "1e-3,1e-2", "--out", str(work / "reports" / variant), *_device(settings)]
     for bench in SCENARIOS:
         where = f"{_aligned(settings)}@{test_pairs}" if bench == "lfw" else str(work / "data" / bench)
         argv += ["--bench", f"{bench}={where}"]
@@ -134,15 +141,15 @@ def _picture_stages(settings: Settings, split: Split, size: Size) -> list[Stage]
     with_trimmer = [v for v in settings.variants if has_trimmer(v)]
     if with_trimmer:
         argv = [command("alob-eval"), "cam", "--checkpoint", str(work / "runs" / with_trimmer[0]),
-                "--data", str(work / "data" / "lfw-occ-3.0"), "--out", str(work / "reports" / "cam")]
+                "--data", str(work / "data" / "lfw-occ-3.0"), "--out", str(work / "reports" / "cam"), *_device(settings)]
         limit = settings.cam_limit or size.cam_images
         stages.append(Stage("cam", argv + (["--limit", str(limit)] if limit else [])))
     counts = sorted((split.images[p] for p in split.test_people), reverse=True)
     per_identity = min(20, counts[4]) if len(counts) >= 5 else 0
     if per_identity >= 2:  # t-SNE of 5 test people (unseen in training) × up to 20 images
-        argv = [command("alob-eval"), "tsne", "--images", str(work / "test-src"), "--identities", "5",
-                "--per-identity", str(per_identity), "--out", str(work / "reports" / "tsne.png"),
-                "--seed", str(settings.seed)]
+        argv = [command("alob-eval"), "tsne", "--data", str(work / "test-src"), "--identities", "5",
+                "--per-identity", str(per_identity), "--out-file", str(work / "reports" / "tsne.png"),
+                "--seed", str(settings.seed), *_device(settings)]
         for variant in settings.variants:
             argv += ["--checkpoint", str(work / "runs" / variant)]
         stages.append(Stage("tsne", argv))

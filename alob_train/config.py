@@ -83,6 +83,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = _DEFAULT["milestones"]
     gamma: float = _DEFAULT["gamma"]
     warmup_epochs: float = _DEFAULT["warmup_epochs"]
+    lr_scaling: str = "none"  # or "linear": under torchrun both rates × the number of processes
     trimmer_weight: float = 1.0
     grl_coeff: float = 1.0
     grl_schedule: str = "constant"
@@ -96,7 +97,7 @@ class TrainConfig:
     jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05)
     occlude: bool = False
     clean_ratio: str = "1:2"
-    scale_set: str = "1:0.5:5"
+    scale_set: str = "1..5/0.5"
     mask_fraction: float = 0.0
     augment_on: str = "workers"  # or "device": decode clean JPEGs, flip and jitter on the training device
     split: str = "train"

@@ -42,7 +42,7 @@ from alob_train.finetune import apply_freezing, calibrate_batch_norms, load_init
 from alob_train.layers import dann_ramp
 from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_row
 from alob_train.model import ALOB
-from alob_train.optim import build_optimizers, build_schedulers, optimizer_states_to
+from alob_train.optim import build_optimizers, build_schedulers, lr_multiplier, optimizer_states_to
 from alob_train.preprocess import normalize
 from alob_train.runtime import Dist, amp_dtype, init_distributed, run_together, setup_device
 from alob_train.samples import BadSamples
@@ -114,7 +114,7 @@ def prepare(config: TrainConfig, resume: bool = False) -> tuple[Session, int, fl
     if checkpoint is None:
         load_init(model, config)  # a resumed run carries its own weights
     apply_freezing(model, config)
-    optimizers = build_optimizers(model, config)
+    optimizers = build_optimizers(model, config, d.world)
     schedulers = build_schedulers(optimizers, config, steps_per_epoch)
     amp = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -275,6 +275,7 @@ def _run_record(s: Session, command: list[str] | None, resumed_from: int | None)
     return {
         "tool": "alob-train", "version": __version__, "command": command or sys.argv,
         "config": s.config.to_json(), "world_size": s.d.world, "device": str(s.device),
+        "global_batch": s.config.batch_size * s.d.world, "lr_multiplier": lr_multiplier(s.config, s.d.world),
         "data": {"kind": s.info.kind, "samples": s.info.num_samples, "classes": s.info.num_classes},
         "steps_per_epoch": s.steps_per_epoch, "total_steps": s.total_steps, "resumed_from_step": resumed_from,
     }

@@ -9,6 +9,18 @@ from alob_train.finetune import pretrained_parameter_ids
 from alob_train.model import ALOB
 
 
+LR_SCALINGS = ("none", "linear")
+
+
+def lr_multiplier(config: TrainConfig, processes: int) -> float:
+    """The factor on both learning rates under ``processes`` training processes: 1 with
+    ``lr_scaling`` ``none``; the number of processes with ``linear`` (each process takes
+    ``batch_size`` images per step, so the global batch is ``batch_size`` × processes)."""
+    if config.lr_scaling not in LR_SCALINGS:
+        raise ValueError(f"unknown lr_scaling {config.lr_scaling!r}: choose one of {', '.join(LR_SCALINGS)}")
+    return float(processes) if config.lr_scaling == "linear" else 1.0
+
+
 def _groups(params: list[torch.nn.Parameter], lr: float, pretrained: set[int], mult: float) -> list[dict]:
     """A side's parameter groups: the pretrained ones at ``lr × mult`` (named ``pretrained``), the
     rest (``new``) at ``lr``; frozen parameters (no gradient) are left out."""
@@ -19,20 +31,23 @@ def _groups(params: list[torch.nn.Parameter], lr: float, pretrained: set[int], m
             + ([{"params": old, "lr": lr * mult, "name": "pretrained"}] if old else []))
 
 
-def build_optimizers(model: ALOB, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+def build_optimizers(model: ALOB, config: TrainConfig, processes: int = 1) -> dict[str, torch.optim.Optimizer]:
     """SGD (momentum, weight decay) for the Trimmer side and Adam for the Identifier side
-    (``baseline`` has only the latter). In a fine-tuned run each has a second parameter group,
-    the pretrained parameters, at ``--backbone-lr-mult`` times the rate."""
+    (``baseline`` has only the latter), their rates scaled by :func:`lr_multiplier`. In a
+    fine-tuned run each has a second parameter group, the pretrained parameters, at
+    ``--backbone-lr-mult`` times the rate."""
     groups = model.param_groups()
     pretrained = pretrained_parameter_ids(model, config)
     mult = config.backbone_lr_mult
+    lr_trimmer = config.lr_trimmer * lr_multiplier(config, processes)
+    lr_identifier = config.lr_identifier * lr_multiplier(config, processes)
     optimizers: dict[str, torch.optim.Optimizer] = {}
     if groups["trimmer"]:
-        optimizers["trimmer"] = torch.optim.SGD(_groups(groups["trimmer"], config.lr_trimmer, pretrained, mult),
-                                                lr=config.lr_trimmer, momentum=config.momentum,
+        optimizers["trimmer"] = torch.optim.SGD(_groups(groups["trimmer"], lr_trimmer, pretrained, mult),
+                                                lr=lr_trimmer, momentum=config.momentum,
                                                 weight_decay=config.weight_decay)
-    optimizers["identifier"] = torch.optim.Adam(_groups(groups["identifier"], config.lr_identifier, pretrained, mult),
-                                                lr=config.lr_identifier, weight_decay=config.identifier_weight_decay)
+    optimizers["identifier"] = torch.optim.Adam(_groups(groups["identifier"], lr_identifier, pretrained, mult),
+                                                lr=lr_identifier, weight_decay=config.identifier_weight_decay)
     return optimizers
 
 

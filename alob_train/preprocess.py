@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from alob_common.geometry import COLUMNS_112x96_IN_112x112
+from alob_common.geometry import COLUMNS_112x96_IN_112x112, normalize_size
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -45,12 +45,12 @@ def fit_to_input(images: torch.Tensor, size: tuple[int, int], nearest: bool = Fa
 
 
 def parse_input_size(text: str | tuple[int, int]) -> tuple[int, int]:
-    """``"112x96"`` -> ``(112, 96)``; any ``HxW`` with both sides at least 32 is accepted."""
+    """``"112x96"`` (or ``"112×96"``) -> ``(112, 96)``; any ``HxW`` with both sides at least 32 is accepted."""
     if not isinstance(text, str):
         h, w = text
     else:
         try:
-            h, w = (int(v) for v in text.lower().split("x"))
+            h, w = (int(v) for v in normalize_size(text).split("x"))
         except ValueError:
             raise ValueError(f"input size must look like 112x96, got {text!r}") from None
     if h < 32 or w < 32:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The decisive ALOB-vs-baseline comparison on one GPU (H100/H200 class), sized for about 12 minutes:
-# the LFW fold protocol in both directions (--train-folds both) with two seeds, the full training
+# the LFW fold protocol in both directions (--train-on both) with two seeds, the full training
 # set of each half (3 samples per image), the paper's schedule (21 epochs, learning rates ÷10 after
 # epoch 10, batch 128), every test pair, four scenarios; then WORK/report/comparison.md.
 #
@@ -19,9 +19,9 @@ CORES=$(nproc)
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || { echo "no GPU visible" >&2; exit 1; }
 if [ -z "${ALIGNED:-}" ]; then
     ALIGNED="$WORK/aligned"
-    align-faces "$LFW/lfw-deepfunneled" "$ALIGNED" --device cuda --workers 2 --batch-size 64 --quiet
+    align-faces --data "$LFW/lfw-deepfunneled" --out "$ALIGNED" --device cuda --workers 2 --batch-size 64 --quiet
 fi
-alob-pipeline --full --lfw-dir "$LFW" --aligned "$ALIGNED" --work "$WORK" --variants "$CONFIGS" \
-    --train-folds both --seeds 0,1 --epochs 21 --batch-size 128 --workers "$CORES" \
+alob-pipeline --full --data "$LFW" --aligned "$ALIGNED" --out "$WORK" --variants "$CONFIGS" \
+    --train-on both --seeds 0,1 --epochs 21 --batch-size 128 --workers "$CORES" \
     --train-workers $(( CORES > 2 ? CORES - 2 : 1 )) --no-download
 cat "$WORK/report/comparison.md"

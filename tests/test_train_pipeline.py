@@ -82,7 +82,7 @@ def lfw_shards(lfw_dir, tmp_path_factory) -> Path:
         folder = tmp / "src" / f"id{n % 8}"
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{n:03d}.jpg"), face[:, :, ::-1])
-    subprocess.run([sys.executable, "-m", "occgen.cli", "build", "--source", "folder", "--src", str(tmp / "src"),
+    subprocess.run([sys.executable, "-m", "occgen.cli", "build", "--source", "folder", "--data", str(tmp / "src"),
                     "--out", str(tmp / "data"), "--format", "shards", "--clean-ratio", "1:0", "--shard-size", "16",
                     "--workers", "0", "--quiet"], check=True, cwd=ROOT, capture_output=True)
     return tmp / "data"
