@@ -27,6 +27,7 @@ import click
 from alob_common.dlib_models import FACE_RESNET, SHAPE_5, SHAPE_68, require_dlib_model
 from alob_common.dlib_models import INSTALL_HINT as DLIB_INSTALL
 from alob_common.errors import UserError
+from alob_common.vocabulary import Renamed, VocabCommand, version_option
 from alob_eval.onnx_backend import INSTALL_HINT as ONNX_INSTALL
 
 WIDTH = 12  # the name column
@@ -230,7 +231,7 @@ def check_lfw(lfw_dir: str | None) -> str:
     raise Missing(f"no lfw-deepfunneled/ and pairs.txt in {' or '.join(str(c) for c in candidates)}")
 
 
-LFW_HOW = "put lfw-deepfunneled/ and pairs.txt in $ALOB_DATA/lfw or pass --lfw-dir (alob-pipeline downloads them when online)"
+LFW_HOW = "put lfw-deepfunneled/ and pairs.txt in $ALOB_DATA/lfw or pass --data (alob-pipeline downloads them when online)"
 
 
 def parts(lfw_dir: str | None) -> list[Part]:
@@ -258,11 +259,12 @@ def report(part: Part) -> str:
         return f"{part.name:<{WIDTH}} FAILED: {_one_line(err)}"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--lfw-dir", type=click.Path(file_okay=False), default=None,
-              help="LFW: a folder with lfw-deepfunneled/ and pairs.txt [default: $ALOB_DATA/lfw, else "
+@click.command(cls=VocabCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               renamed=[Renamed("--lfw-dir", "--data")])
+@version_option
+@click.option("--data", "lfw_dir", type=click.Path(file_okay=False), default=None,
+              help="Input, LFW: a folder with lfw-deepfunneled/ and pairs.txt [default: $ALOB_DATA/lfw, else "
                    "../shared/data/lfw beside the checkout].")
-@click.version_option(_distribution_version("alob-toolkit"), prog_name="alob-doctor")
 def main(lfw_dir: str | None) -> None:
     """Print the versions and the device, then check the core and each optional part once, one line
     each: ok, missing (with the command that installs it) or FAILED (installed but not working).

@@ -28,7 +28,7 @@ STATUS = re.compile(r"^(\S+) +(ok|missing|FAILED): (.+)$")
 def test_doctor_reports_every_part_once_and_a_missing_lfw(tmp_path):
     env = dict(os.environ, ALOB_CACHE=str(tmp_path / "cache"), PYTHONPATH=os.pathsep.join(
         [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "alob_experiment.doctor", "--lfw-dir", str(tmp_path / "nowhere")],
+    proc = subprocess.run([sys.executable, "-m", "alob_experiment.doctor", "--data", str(tmp_path / "nowhere")],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
@@ -42,7 +42,7 @@ def test_doctor_reports_every_part_once_and_a_missing_lfw(tmp_path):
     assert list(statuses) == ["core", *OPTIONAL], lines
     assert statuses["core"][0] == "ok"
     assert statuses["lfw"] == ("missing", f"no lfw-deepfunneled/ and pairs.txt in {tmp_path / 'nowhere'}; put "
-                               "lfw-deepfunneled/ and pairs.txt in $ALOB_DATA/lfw or pass --lfw-dir (alob-pipeline "
+                               "lfw-deepfunneled/ and pairs.txt in $ALOB_DATA/lfw or pass --data (alob-pipeline "
                                "downloads them when online)")
     if ci_strict():  # CI installs every optional part: each must work there
         assert all(statuses[name][0] == "ok" for name in OPTIONAL[:-1]), lines
@@ -86,8 +86,8 @@ def test_a_broken_core_exits_1(monkeypatch):
 def test_help_version_and_console_script():
     runner = CliRunner()
     help_text = " ".join(runner.invoke(doctor.main, ["--help"]).output.split())
-    assert "Exits 0 when the core works" in help_text and "--lfw-dir" in help_text
-    assert runner.invoke(doctor.main, ["--version"]).output.startswith("alob-doctor, version ")
+    assert "Exits 0 when the core works" in help_text and "--data" in help_text
+    assert runner.invoke(doctor.main, ["--version"], prog_name="alob-doctor").output.startswith("alob-doctor (alob-toolkit) ")
     config = configparser.ConfigParser()
     config.read(PROJECT_ROOT / "setup.cfg")
     assert "alob-doctor = alob_experiment.doctor:main" in config["options.entry_points"]["console_scripts"]
