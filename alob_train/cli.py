@@ -182,7 +182,7 @@ def _new_run(out: str, preset: str, overrides: dict) -> TrainConfig:
                    "Identifier's would make the purified embedding zero).")
 @click.option("--freeze-until", default=None,
               help="With --init: freeze the trunk stages up to and including this one (no updates, batch norms fixed); "
-                   "'none' trains every layer [default: mixed_6a for facenet]. Stages of facenet: conv2d_1a ... "
+                   "'none' trains every layer [default: mixed_7a for facenet]. Stages of facenet: conv2d_1a ... "
                    "conv2d_4b, repeat_1, mixed_6a, repeat_2, mixed_7a, repeat_3, block8.")
 @click.option("--backbone-lr-mult", type=click.FloatRange(0, None), default=_DEFAULTS["backbone_lr_mult"], show_default=True,
               help="With --init: learning-rate multiplier of the pretrained layers; the new CosFace heads get the full rate.")

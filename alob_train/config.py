@@ -36,7 +36,7 @@ DEFAULT_PRESET = "paper"
 _DEFAULT = PRESETS[DEFAULT_PRESET]
 
 # The trunk stage up to which a pretrained backbone is frozen when --freeze-until is not given.
-DEFAULT_FREEZE = {"facenet": "mixed_6a"}
+DEFAULT_FREEZE = {"facenet": "mixed_7a"}
 
 # Settings that do not change what is trained: a resumed run may give them other values.
 RESUMABLE = ("epochs", "max_steps", "workers", "device", "augment_on", "log_every", "save_every", "val", "val_batch_size",

@@ -8,7 +8,7 @@ within each repeat, so a load change on a shared machine touches all alike; the 
 baseline with the same freezing.
 
     python bench/finetune.py                       # CPU, batch 32, 112x112
-    python bench/finetune.py --freeze mixed_6a,none --size 160x160
+    python bench/finetune.py --freeze mixed_7a,none --size 160x160
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def run(model, optimizers, x, y, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--freeze", default="mixed_6a,none", help="--freeze-until values to compare")
+    parser.add_argument("--freeze", default="mixed_7a,mixed_6a,none", help="--freeze-until values to compare")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=lambda s: [int(v) for v in s.split("x")], default=[112, 112])
     parser.add_argument("--classes", type=int, default=2000, help="CosFace classes (LFW's training half: ~2,100)")

@@ -165,7 +165,7 @@ def test_fine_tuned_run_resumes_exactly_and_evaluates_without_init(facenet, tmp_
     x = _images(2)
     with torch.no_grad():
         torch.testing.assert_close(model.embed(x), straight.eval().embed(x), atol=1e-5, rtol=1e-5)
-    assert config["init"] == "facenet-vggface2" and config["freeze_until"] == "mixed_6a"
+    assert config["init"] == "facenet-vggface2" and config["freeze_until"] == "mixed_7a"
 
 
 def test_zero_steps_saves_the_pretrained_network(facenet, tmp_path):
