@@ -90,12 +90,22 @@ def _data_stages(settings: Settings, size: Size) -> list[Stage]:
     return stages
 
 
+STEP_BUDGET_EPOCHS = 1000  # with a step budget: an epoch cap that no fine-tuning run reaches
+
+
 def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
     """Training of one configuration (:data:`TRAINING_CONFIGS`); an interrupted run resumes from
     its last checkpoint. With ``--until-plateau`` it validates on the held-out fold every epoch
-    and stops on the plateau rule, ``--epochs`` being the cap."""
+    and stops on the plateau rule, ``--epochs`` being the cap.
+
+    A fine-tuned comparison (``--init``) with ``--max-steps`` gives every configuration that step
+    budget whatever its data (the clean-only training set is a third of the mixed one) at a constant
+    learning rate: the epochs are no cap then, and no milestone falls inside the run."""
     work, run = Path(settings.work), Path(settings.work) / "runs" / variant
     budget = ["--epochs", str(size.epochs)] + (["--max-steps", str(settings.max_steps)] if settings.max_steps else [])
+    milestones = str(max(1, size.epochs // 2))
+    if settings.init and settings.max_steps:
+        budget, milestones = ["--epochs", str(STEP_BUDGET_EPOCHS), "--max-steps", str(settings.max_steps)], "none"
     if settings.patience:
         budget += ["--val", str(work / "data" / "val"), "--patience", str(settings.patience)]
     if variant in NO_TRAINING:
@@ -104,7 +114,7 @@ def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
     init = ["--init", settings.init] if settings.init else []
     argv = [command("alob-train"), "--data", str(data), "--out", str(run),
             "--backbone", settings.backbone, *init, *TRAINING_CONFIGS[variant], *budget,
-            "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
+            "--milestones", milestones, "--batch-size", str(size.batch_size),
             "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard", *_device(settings)]
     resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers),
               *_device(settings)]

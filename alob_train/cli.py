@@ -41,10 +41,12 @@ _SETTINGS = {f.name for f in fields(TrainConfig)}
 def _ints(ctx, param, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
+    if value.strip().lower() == "none":
+        return ()
     try:
         return tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter("comma-separated epoch numbers, e.g. 10 or 10,16") from None
+        raise click.BadParameter("comma-separated epoch numbers, e.g. 10 or 10,16, or none") from None
 
 
 def _jitter(ctx, param, value: str) -> tuple[float, float, float, float]:

@@ -272,7 +272,8 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
                    *(f"runs/{v}" for v in TRAINING_CONFIGS)):
         (work / folder).mkdir(parents=True, exist_ok=True)
     split = Split([1], [2], ["a"], list("bcdef"), [], 1, {p: 30 for p in "abcdef"})
-    finetune = {"init": "facenet-vggface2", "backbone": "facenet", "variants": CONFIG_GROUPS["finetune"]}
+    finetune = {"init": "facenet-vggface2", "backbone": "facenet", "variants": CONFIG_GROUPS["finetune"],
+                "max_steps": 251}
     for extra in ({}, {"max_steps": 2, "cam_limit": 4, "train_people": 0, "epochs": 3, "batch_size": 8}, finetune):
         settings = Settings(work=str(work), size=size, lfw_images=str(tmp_path), pairs_txt=str(tmp_path / "p.txt"),
                             aligned=str(work / "aligned") if aligned else None, **{"variants": VARIANTS, **extra})
@@ -282,6 +283,11 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
         for stage in stages:
             for argv in filter(None, (stage.argv, stage.resume)):
                 _parse(argv)
+        if extra is finetune:  # one step budget for every fine-tuned row, the clean-only one too
+            trains = {s.name: s.argv for s in stages if s.name.startswith("train-") and s.name != "train-zero-shot"}
+            assert len(trains) == 4 and all(a[a.index("--max-steps") + 1] == "251" and
+                                            a[a.index("--milestones") + 1] == "none" for a in trains.values())
+            assert str(work / "train-src") in trains["train-baseline-clean"]
 
 
 def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs, tmp_path):
