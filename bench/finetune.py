@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -23,6 +22,7 @@ from alob_train.config import resolve_config
 from alob_train.finetune import apply_freezing, load_init
 from alob_train.model import ALOB
 from alob_train.optim import build_optimizers
+from train import steps  # bench/train.py: the timed training steps, the same for both benchmarks
 
 
 def build(variant: str, freeze: str, shared: bool, args) -> tuple:
@@ -37,19 +37,6 @@ def build(variant: str, freeze: str, shared: bool, args) -> tuple:
     x = torch.randn(args.batch_size, 3, *args.size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, args.classes, (args.batch_size,))
     return model, build_optimizers(model, config), x, y
-
-
-def run(model, optimizers, x, y, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        out = model(x, y)
-        loss = out["loss_f"] + (out["loss_m"] if out["loss_m"] is not None else 0)
-        for o in optimizers.values():
-            o.zero_grad(set_to_none=True)
-        loss.backward()
-        for o in optimizers.values():
-            o.step()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -71,11 +58,11 @@ def main() -> None:
             configs.append(("alob", freeze, True))
     built = {c: build(*c, args) for c in configs}
     for c in configs:
-        run(*built[c], 1)
+        steps(*built[c], 1, None, "cpu")
     rates = {c: [] for c in configs}
     for _ in range(args.repeats):
         for c in configs:
-            rates[c].append(args.steps * args.batch_size / run(*built[c], args.steps))
+            rates[c].append(args.steps * args.batch_size / steps(*built[c], args.steps, None, "cpu"))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, "
           f"{args.size[0]}x{args.size[1]}, {args.classes} classes, median of {args.repeats}×{args.steps} steps")
     print("| variant | --freeze-until | shared trunk | samples/s (median) | runs | vs baseline |")
