@@ -17,7 +17,9 @@ from alob_common.atomic import write_json_atomic, write_text_atomic
 from alob_common.verification import TAR_CONVENTIONS
 from alob_eval.diagnose import diagnose_command
 from alob_eval.onnx_backend import AUTO_MIN_IMAGES, BACKENDS
+from alob_eval.onnx_models import onnx_options
 from alob_eval.reference_models import REFERENCE_MODELS
+from alob_eval.suite_cli import suite_command
 
 if TYPE_CHECKING:
     from alob_eval.benchmarks import Benchmark
@@ -37,6 +39,7 @@ def _parse_bench(spec: str) -> Benchmark:
 
 def _model_options(func):
     """Options that choose the model being measured and how it runs (shared by alob-eval and ar)."""
+    func = onnx_options(func)
     func = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                         help="How a --checkpoint model is run: torch (the reference), onnx (ONNX Runtime, optional "
                              "[onnx] extra; same embeddings, faster on CPU) or auto (onnx when installed and at least "
@@ -85,11 +88,12 @@ def _checkpoint_embedder(checkpoint: str, which: str, backend: str = "torch", im
 
 
 def _check_one_model(model_args: dict) -> None:
-    """Exactly one of --checkpoint, --reference and --embeddings names the model measured."""
-    given = [f"--{key}" for key in ("checkpoint", "reference", "embeddings") if model_args.get(key) is not None]
+    """Exactly one of --checkpoint, --onnx, --reference and --embeddings names the model measured."""
+    given = [f"--{key}" for key in ("checkpoint", "onnx", "reference", "embeddings") if model_args.get(key) is not None]
     if len(given) != 1:
         which = f" (got {' and '.join(given)})" if given else ""
-        raise click.UsageError(f"give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE{which}")
+        raise click.UsageError("give exactly one model: --checkpoint RUN, --onnx MODEL.onnx, --reference NAME or "
+                               f"--embeddings FILE{which}")
 
 
 def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
@@ -119,7 +123,8 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
     checkpoint, reference, embeddings = model_args.get("checkpoint"), model_args.get("reference"), model_args.get("embeddings")
     backend = model_args.get("backend") or "auto"
     if backend == "onnx" and not checkpoint:
-        raise click.UsageError("--backend onnx runs a --checkpoint model; drop it for --reference or --embeddings")
+        raise click.UsageError("--backend onnx runs a --checkpoint model; drop it for --onnx, --reference or "
+                               "--embeddings")
     if embeddings:
         try:
             table = load_embeddings(embeddings)
@@ -139,6 +144,13 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
     paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
     if checkpoint:
         embed, model, _, _, used = _checkpoint_embedder(checkpoint, model_args.get("which", "best"), backend, len(paths))
+    elif model_args.get("onnx"):
+        from alob_eval.onnx_models import onnx_embedder
+
+        try:
+            embed, model, used = onnx_embedder(model_args)
+        except UserError as err:
+            raise click.ClickException(str(err)) from None
     else:
         try:
             embed, model, used = reference_embedder(reference), f"reference {reference}", "the reference model's own runtime"
@@ -169,7 +181,7 @@ def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, 
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def main(ctx, benches, checkpoint, which, reference, embeddings, backend, save_embeddings, fars, tar_convention,
-         flip, batch_size, out, quiet) -> None:
+         flip, batch_size, out, quiet, **onnx_args) -> None:
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
     Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
@@ -190,7 +202,7 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, backend, save_e
     from alob_eval.report import write_eval_report
 
     model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings,
-                  "backend": backend}
+                  "backend": backend, **onnx_args}
     _check_one_model(model_args)
     benchmarks = [_parse_bench(spec) for spec in benches]
     if embeddings is None:  # an embeddings file may name images that are not on this machine
@@ -234,7 +246,7 @@ def _save_vectors(path: str, vectors: dict[str, np.ndarray]) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="report-ar", show_default=True)
 @click.option("--quiet", is_flag=True)
 def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, gallery_1, gallery_2, flip, batch_size,
-               out, quiet) -> None:
+               out, quiet, **onnx_args) -> None:
     """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
     from alob_eval.identification import ar_identification, scan_ar
 
@@ -246,7 +258,7 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, galler
     except ValueError:
         raise click.BadParameter("gallery image numbers are comma-separated integers") from None
     model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings,
-                  "backend": backend}
+                  "backend": backend, **onnx_args}
     vectors, model, used = _vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
     result = ar_identification(table, vectors, protocols)
     lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
@@ -270,16 +282,20 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, galler
               help="A reference model; repeat for one panel each.")
 @click.option("--embeddings", "embedding_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
               help="An embeddings file; repeat for one panel each.")
+@click.option("--onnx", "onnx_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="An ONNX face model (its metadata's input convention, else insightface's); repeat for one "
+                   "panel each.")
 @click.option("--identities", type=click.IntRange(2, 10), default=5, show_default=True)
 @click.option("--per-identity", type=click.IntRange(2, None), default=20, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the identities and seeds t-SNE.")
 @click.option("--out", type=click.Path(dir_okay=False), default="tsne.png", show_default=True)
-def tsne_command(images, checkpoints, references, embedding_files, identities, per_identity, seed, out) -> None:
+def tsne_command(images, checkpoints, references, embedding_files, onnx_files, identities, per_identity, seed,
+                 out) -> None:
     """t-SNE of a few identities x many images: one panel per model, points coloured by identity."""
     from alob_eval.tsne import pick_identities, plot_panels, tsne_2d
 
-    if not checkpoints and not references and not embedding_files:
-        raise click.UsageError("give at least one --checkpoint, --reference or --embeddings")
+    if not checkpoints and not references and not embedding_files and not onnx_files:
+        raise click.UsageError("give at least one --checkpoint, --onnx, --reference or --embeddings")
     try:
         chosen = pick_identities(images, identities, per_identity, np.random.default_rng(seed))
     except ValueError as err:
@@ -287,7 +303,7 @@ def tsne_command(images, checkpoints, references, embedding_files, identities, p
     paths = [p for group in chosen.values() for p in group]
     labels = [name for name, group in chosen.items() for _ in group]
     models = ([{"checkpoint": c} for c in checkpoints] + [{"reference": r} for r in references]
-              + [{"embeddings": e} for e in embedding_files])
+              + [{"embeddings": e} for e in embedding_files] + [{"onnx": o} for o in onnx_files])
     panels = {}
     for model_args in models:
         vectors, model, _ = _vectors_for([(Path(images), paths)], model_args, False, 64, True)
@@ -376,6 +392,7 @@ def cam_command(data, checkpoint, which, network, limit, batch_size, rows, seed,
 
 
 main.add_command(diagnose_command)
+main.add_command(suite_command(_vectors_for))
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,249 @@
+"""The ``alob-eval suite`` command: builds the occluded and masked versions of every set
+(:mod:`alob_eval.suite`), measures every model on every set, resumably, and writes the report
+(:mod:`alob_eval.suite_report`).
+
+The models are embedded by the same code as ``alob-eval`` itself: :func:`suite_command` takes
+that code (``alob_eval.cli``'s ``_vectors_for``) as its argument, so a model is loaded and run
+one way. Within one suite, images with the same bytes (a set's clean images, copied into each of
+its versions; a ``.bin`` made from a folder) are embedded once per model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import click
+import numpy as np
+
+from alob_common.atomic import write_json_atomic
+from alob_common.errors import UserError
+from alob_common.verification import TAR_CONVENTIONS
+from alob_eval.onnx_backend import BACKENDS
+from alob_eval.onnx_models import onnx_convention_options
+from alob_eval.reference_models import REFERENCE_MODELS
+from alob_eval.suite import (
+    Scenario,
+    SuiteError,
+    SuiteModel,
+    SuiteSet,
+    ensure_built,
+    load_result,
+    parse_models,
+    parse_sets,
+    result_key,
+    result_path,
+    scenario_benchmarks,
+    scenarios,
+)
+
+SUITE_HELP = """Measure models over many verification sets, clean, occluded and masked: one table.
+
+\b
+Sets (--set, repeat): an insightface verification .bin (lfw.bin, cfp_fp.bin ...), a folder of
+them (each named by its stem), or an aligned folder with its pairs file, NAME=DIR@pairs.txt.
+For each set the occluded versions (FROM's procedure at --factor 2.0 and 3.0, or --ratio R)
+and a masked version are built once by occgen into OUT/sets/ and reused by later runs with the
+same settings (other settings rebuild them). Models (repeat, any mix, each NAME=VALUE or
+VALUE): --checkpoint, --onnx, --reference, --embeddings. A finished model x set is kept in
+OUT/results/ and not recomputed: an interrupted suite resumes. Writes OUT/suite.csv, suite.md,
+suite.png, suite.json and, with two models or more, differences.csv (paired, per set and
+scenario).
+
+\b
+  alob-eval suite --set faces_webface_112x112/ --set lfw-folder=lfw-aligned@pairs.txt \\
+      --onnx r50=w600k_r50.onnx --reference facenet --out suite-report/
+"""
+
+
+def _digest(path: str, images: dict[str, bytes]) -> str:
+    data = images[path] if path in images else Path(path).read_bytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class _Embeddings:
+    """Per model, the vectors computed so far in this suite, by image content."""
+
+    def __init__(self, vectors_for: Callable, options: dict, quiet: bool) -> None:
+        self.vectors_for, self.options, self.quiet = vectors_for, options, quiet
+        self.known: dict[str, dict[str, np.ndarray]] = {}
+        self.described: dict[str, tuple[str, str]] = {}
+
+    def vectors(self, model: SuiteModel, benches: list) -> tuple[dict[str, np.ndarray], str, str]:
+        """Every benchmark image's vector, the model's description and backend."""
+        groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benches]
+        images = {p: data for b in benches for p, data in b.images.items()}
+        flip, batch = self.options["flip"], self.options["batch_size"]
+        args = model.args(self.options["model"])
+        if model.kind == "embeddings":  # looked up by path, nothing to compute
+            vectors, description, used = self.vectors_for(groups, args, flip, batch, True, images)
+            self.described[model.name] = (description, used)
+            return vectors, description, used
+        digests = {p: _digest(p, images) for _, paths in groups for p in paths}
+        known = self.known.setdefault(model.name, {})
+        todo = {d: p for p, d in digests.items() if d not in known}
+        if todo or model.name not in self.described:
+            paths = list(todo.values())
+            click.echo(f"  embedding {len(paths)} images ({len(digests) - len(paths)} known by content)", err=True)
+            vectors, description, used = self.vectors_for([(Path("."), paths)], args, flip, batch, self.quiet,
+                                                          {p: images[p] for p in paths if p in images})
+            known.update({d: vectors[p] for d, p in todo.items()})
+            self.described[model.name] = (description, used)
+        return {p: known[d] for p, d in digests.items()}, *self.described[model.name]
+
+
+def _measure(model: SuiteModel, suite_set: SuiteSet, benches: list, embeddings: _Embeddings, key: str) -> dict:
+    """One model on one set, every scenario: the result file's content."""
+    from alob_eval.benchmarks import evaluate_benchmarks, without_missing_images
+
+    start = time.perf_counter()
+    if model.kind != "embeddings":  # pairs naming missing images are dropped and counted
+        benches = [without_missing_images(b)[0] for b in benches]
+    vectors, description, used = embeddings.vectors(model, benches)
+    options = embeddings.options
+    results, _ = evaluate_benchmarks(benches, vectors, tuple(options["fars"]), options["tar_convention"])
+    scenario_results = {name.split("/", 1)[1]: r for name, r in results.items()}
+    return {"key": key, "model": model.name, "description": description, "backend": used, "set": suite_set.name,
+            "seconds": round(time.perf_counter() - start, 1), "scenarios": scenario_results}
+
+
+def _build_all(sets: list[SuiteSet], scens: list[Scenario], out: Path, seed: int, workers: int,
+               quiet: bool) -> tuple[dict[str, dict[str, Path]], dict[str, dict], dict[str, str]]:
+    """Every set's versions, built or reused: their folders, settings and a line on each."""
+    import json
+
+    folders: dict[str, dict[str, Path]] = {}
+    settings: dict[str, dict] = {}
+    notes: dict[str, str] = {}
+    for suite_set in sets:
+        folders[suite_set.name] = {}
+        for scenario in scens[1:]:
+            click.echo(f"{suite_set.name} {scenario.name}: checking the occgen build", err=True)
+            folder, done = ensure_built(suite_set, scenario, out, seed, workers, not quiet)
+            folders[suite_set.name][scenario.name] = folder
+            record = json.loads((folder.parent / f"{scenario.name}.json").read_text())
+            settings[f"{suite_set.name}/{scenario.name}"] = record["settings"]
+            dataset = json.loads((folder / "dataset.json").read_text())
+            coverage = dataset.get("coverage", {}).get("mean")
+            notes[f"{suite_set.name}/{scenario.name}"] = (
+                f"occgen build ({done}): {dataset.get('counts', {}).get('occluded', '?')} images altered"
+                + (f", mean coverage {100 * coverage:.1f} %" if coverage is not None else ""))
+            click.echo(f"{suite_set.name} {scenario.name}: {done} ({folder})", err=True)
+    return folders, settings, notes
+
+
+def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteModel], scens: list[Scenario],
+              out: Path, options: dict, build: dict) -> tuple[dict, dict]:
+    """Build, then measure every model × set not already finished; returns the results by
+    (set, model) and the report's metadata."""
+    folders, settings, notes = _build_all(sets, scens, out, build["seed"], build["workers"], options["quiet"])
+    scoring = {k: options[k] for k in ("flip", "fars", "tar_convention")}
+    embeddings = _Embeddings(vectors_for, options, options["quiet"])
+    results, total, step = {}, len(sets) * len(models), 0
+    for suite_set in sets:
+        benches = None
+        built = {name: settings[f"{suite_set.name}/{name}"] for name in folders[suite_set.name]}
+        for model in models:
+            step += 1
+            path = result_path(out, suite_set, model)
+            key = result_key(model, suite_set, built, scoring)
+            result = load_result(path, key)
+            if result is None:
+                click.echo(f"[{step}/{total}] {model.name} on {suite_set.name} ({len(scens)} scenarios)", err=True)
+                benches = benches or scenario_benchmarks(suite_set, folders[suite_set.name])
+                result = _measure(model, suite_set, benches, embeddings, key)
+                write_json_atomic(path, result)
+                click.echo(f"[{step}/{total}] {model.name} on {suite_set.name}: done in {result['seconds']} s", err=True)
+            else:
+                click.echo(f"[{step}/{total}] {model.name} on {suite_set.name}: finished before, kept", err=True)
+            results[(suite_set.name, model.name)] = result
+    meta = {"command": sys.argv, "options": scoring,
+            "sets": {s.name: {"path": str(s.path), "pairs": str(s.pairs) if s.pairs else None} for s in sets},
+            "scenarios": notes, "builds": settings,
+            "models": {m.name: {"kind": m.kind, "value": m.value,
+                                "description": results[(sets[0].name, m.name)]["description"],
+                                "backend": results[(sets[0].name, m.name)]["backend"]} for m in models}}
+    return results, meta
+
+
+def _report(out: Path, results: dict, meta: dict, sets: list[SuiteSet], scens: list[Scenario],
+            models: list[SuiteModel], compare_to: str | None, fars: tuple[float, ...]) -> None:
+    from alob_eval.suite_report import paired_differences, suite_table, write_suite_report
+
+    names = [m.name for m in models]
+    table = suite_table(results, [s.name for s in sets], [s.name for s in scens], names, fars)
+    versus = compare_to or names[0]
+    diffs = paired_differences(results, [s.name for s in sets], [s.name for s in scens], names, versus, fars)
+    write_suite_report(out, table, diffs, meta, names, fars)
+    click.echo((out / "suite.md").read_text())
+    click.echo(f"report: {out / 'suite.md'} ({len(table)} rows: {len(sets)} sets x {len(scens)} scenarios x "
+               f"{len(models)} models)")
+
+
+def suite_command(vectors_for: Callable) -> click.Command:
+    """The ``suite`` sub-command, embedding through ``vectors_for`` (alob-eval's model code)."""
+
+    @click.command("suite", help=SUITE_HELP, context_settings={"max_content_width": 100})
+    @click.option("--set", "set_specs", multiple=True, required=True, metavar="FILE.bin|DIR|NAME=DIR@pairs.txt",
+                  help="A verification set; repeat. A folder is searched for .bin files.")
+    @click.option("--checkpoint", "checkpoints", multiple=True, metavar="[NAME=]RUN",
+                  help="A run of alob-train (best.pt, else last.pt) or a .pt file.")
+    @click.option("--which", default="best", show_default=True, help="Checkpoint of every --checkpoint run.")
+    @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                  help="How --checkpoint models run (as alob-eval --backend).")
+    @click.option("--onnx", "onnx_files", multiple=True, metavar="[NAME=]MODEL.onnx",
+                  help="An ONNX face model; its convention from the options below, its metadata or "
+                       "insightface's defaults (as alob-eval --onnx).")
+    @onnx_convention_options
+    @click.option("--reference", "references", multiple=True, metavar="[NAME=]" + "|".join(REFERENCE_MODELS),
+                  help="A published reference model (optional [reference] extra).")
+    @click.option("--embeddings", "embedding_files", multiple=True, metavar="[NAME=]FILE.npz",
+                  help="Precomputed embeddings naming every image of every version (absolute paths).")
+    @click.option("--factor", "factors", type=click.FloatRange(0, None, min_open=True), multiple=True,
+                  default=(2.0, 3.0), show_default=True, help="Occluded versions the FROM way (rectangles) at "
+                                                              "these factors; repeat.")
+    @click.option("--ratio", "ratios", type=click.FloatRange(0, 1, min_open=True, max_open=True), multiple=True,
+                  help="Occluded versions at these mean coverages instead (alpha occluders); repeat.")
+    @click.option("--masked/--no-masked", default=True, show_default=True, help="Also a face-masked version.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="occgen's seed for every version.")
+    @click.option("--workers", type=click.IntRange(0, None), default=0, show_default=True,
+                  help="occgen build processes (0: in this process).")
+    @click.option("--compare-to", default=None, metavar="NAME",
+                  help="Paired differences are model - this model [default: the first model].")
+    @click.option("--flip", is_flag=True, help="Flip-test fusion.")
+    @click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True)
+    @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True)
+    @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
+    @click.option("--out", type=click.Path(file_okay=False), default="suite-report", show_default=True,
+                  help="Report folder; the built versions (sets/) and finished results (results/) are kept here.")
+    @click.option("--quiet", is_flag=True, help="No progress bars.")
+    def suite(set_specs, checkpoints, which, backend, onnx_files, references, embedding_files, factors, ratios,
+              masked, seed, workers, compare_to, flip, fars, tar_convention, batch_size, out, quiet,
+              **onnx_args) -> None:
+        bad = [r for r in references if r.partition("=")[2 if "=" in r else 0] not in REFERENCE_MODELS]
+        if bad:
+            raise click.BadParameter(f"{bad[0]}: the reference models are {', '.join(REFERENCE_MODELS)}",
+                                     param_hint="--reference")
+        try:
+            sets = parse_sets(set_specs)
+            models = parse_models({"checkpoint": checkpoints, "onnx": onnx_files, "reference": references,
+                                   "embeddings": embedding_files})
+            if compare_to is not None and compare_to not in [m.name for m in models]:
+                raise SuiteError(f"--compare-to {compare_to}: no model of that name")
+            scens = scenarios(factors, ratios, masked)
+            options = {"flip": flip, "fars": list(fars), "tar_convention": tar_convention, "batch_size": batch_size,
+                       "quiet": quiet, "model": {"which": which, "backend": backend, **onnx_args}}
+            results, meta = run_suite(vectors_for, sets, models, scens, Path(out), options,
+                                      {"seed": seed, "workers": workers})
+            _report(Path(out), results, meta, sets, scens, models, compare_to, tuple(fars))
+        except UserError as err:
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt:
+            click.echo(f"\ninterrupted: finished builds and model x set results are kept in {out}; rerun the same "
+                       "command to resume", err=True)
+            sys.exit(130)
+
+    return suite
