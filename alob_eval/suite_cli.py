@@ -129,7 +129,7 @@ def _build_all(sets: list[SuiteSet], scens: list[Scenario], out: Path, seed: int
             dataset = json.loads((folder / "dataset.json").read_text())
             coverage = dataset.get("coverage", {}).get("mean")
             notes[f"{suite_set.name}/{scenario.name}"] = (
-                f"occgen build ({done}): {dataset.get('counts', {}).get('occluded', '?')} images altered"
+                f"occgen build: {dataset.get('counts', {}).get('occluded', '?')} images altered"
                 + (f", mean coverage {100 * coverage:.1f} %" if coverage is not None else ""))
             click.echo(f"{suite_set.name} {scenario.name}: {done} ({folder})", err=True)
     return folders, settings, notes
