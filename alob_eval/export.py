@@ -85,16 +85,16 @@ def run_source(run: str | Path, which: str = "best") -> ExportSource:
 
 
 def facenet_source() -> ExportSource:
-    """The pretrained FaceNet (``alob_train.pretrained.load_facenet``: Inception-ResNet-v1 on
+    """The pretrained FaceNet (``load_facenet`` of alob_train's ``pretrained`` module: Inception-ResNet-v1 on
     VGGFace2, 160×160 input standardised as (x − 127.5) / 128), with the rescaling from
     insightface's convention in the graph."""
     import torch
 
     try:
-        from alob_train.pretrained import load_facenet
+        from alob_train import pretrained
     except ImportError as err:
         raise ExportError(f"the pretrained FaceNet is not available in this installation ({err})") from None
-    net = load_facenet().eval()
+    net = pretrained.load_facenet().eval()
 
     class FacenetOnInsightfaceInput(torch.nn.Module):
         def __init__(self) -> None:

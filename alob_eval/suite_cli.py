@@ -121,7 +121,6 @@ def _build_all(sets: list[SuiteSet], scens: list[Scenario], out: Path, seed: int
     for suite_set in sets:
         folders[suite_set.name] = {}
         for scenario in scens[1:]:
-            click.echo(f"{suite_set.name} {scenario.name}: checking the occgen build", err=True)
             folder, done = ensure_built(suite_set, scenario, out, seed, workers, not quiet)
             folders[suite_set.name][scenario.name] = folder
             record = json.loads((folder.parent / f"{scenario.name}.json").read_text())
@@ -135,10 +134,26 @@ def _build_all(sets: list[SuiteSet], scens: list[Scenario], out: Path, seed: int
     return folders, settings, notes
 
 
+def _check_inputs(sets: list[SuiteSet], models: list[SuiteModel], model_options: dict) -> None:
+    """Fail before any work: every set's pairs must read, every ONNX model must load."""
+    from alob_eval.onnx_models import open_onnx_model
+
+    for suite_set in sets:
+        try:
+            suite_set.clean()
+        except UserError as err:
+            raise SuiteError(f"set {suite_set.name}: {err}") from None
+    conventions = {k[len("onnx_"):]: v for k, v in model_options.items() if k.startswith("onnx_")}
+    for model in models:
+        if model.kind == "onnx":
+            open_onnx_model(model.value, **conventions)
+
+
 def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteModel], scens: list[Scenario],
               out: Path, options: dict, build: dict) -> tuple[dict, dict]:
-    """Build, then measure every model × set not already finished; returns the results by
-    (set, model) and the report's metadata."""
+    """Check the inputs, build, then measure every model × set not already finished; returns the
+    results by (set, model) and the report's metadata."""
+    _check_inputs(sets, models, options["model"])
     folders, settings, notes = _build_all(sets, scens, out, build["seed"], build["workers"], options["quiet"])
     scoring = {k: options[k] for k in ("flip", "fars", "tar_convention")}
     embeddings = _Embeddings(vectors_for, options, options["quiet"])

@@ -219,3 +219,58 @@ def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path)
     _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
     (run / "run.json").write_text(json.dumps({"config": {"backbone": 7, "batch_size": "many"}}))
     _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
+
+
+# ---- ONNX models, alob-export and alob-eval suite (issue 21) ----
+
+def _onnx_inputs(root: Path) -> None:
+    """An .onnx that is not a model, and a real model whose input is not an image batch (rank 2)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    (root / "text.onnx").write_text("not a model")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(root / "flat.onnx"))
+
+
+ONNX_CASES = {
+    "eval: onnx file not a model": ("alob-eval", "--onnx", "{root}/text.onnx", "--bench", "x={root}/pairs-good",
+                                    "--out", "{tmp}/r"),
+    "eval: onnx input of another rank": ("alob-eval", "--onnx", "{root}/flat.onnx", "--bench", "x={root}/pairs-good",
+                                         "--out", "{tmp}/r"),
+    "eval: onnx bad mean": ("alob-eval", "--onnx", "{root}/flat.onnx", "--onnx-mean", "a,b", "--bench",
+                            "x={root}/pairs-good", "--out", "{tmp}/r"),
+    "eval ar: onnx not a model": ("alob-eval", "ar", "--ar-dir", "{root}/bad-images", "--onnx", "{root}/text.onnx"),
+    "eval suite: garbage bin": ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--onnx", "{root}/flat.onnx",
+                                "--out", "{tmp}/s", "--quiet"),
+    "eval suite: folder with no sets": ("alob-eval", "suite", "--set", "{root}/empty", "--onnx", "{root}/flat.onnx",
+                                        "--out", "{tmp}/s"),
+    "eval suite: missing set": ("alob-eval", "suite", "--set", "{root}/nope.bin", "--onnx", "{root}/flat.onnx"),
+    "eval suite: folder set without pairs": ("alob-eval", "suite", "--set", "x={root}/bad-images@{root}/nope.txt",
+                                             "--onnx", "{root}/flat.onnx"),
+    "eval suite: onnx model not a model": ("alob-eval", "suite", "--set", "x={root}/pairs-good@{root}/pairs-malformed.txt",
+                                           "--onnx", "{root}/text.onnx", "--out", "{tmp}/s", "--quiet"),
+    "export: missing run": ("alob-export", "{root}/nope", "{tmp}/x.onnx"),
+    "export: not a run": ("alob-export", "{root}/only-text", "{tmp}/x.onnx", "--crops", "{root}/bad-images"),
+    "export: OUT not onnx": ("alob-export", "{root}/only-text", "{tmp}/x.pt"),
+}
+
+
+def _run_tool(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """As _run; alob-export through its module until the console script is installed."""
+    if cmd[0] == "alob-export" and not (BIN / "alob-export").exists():
+        return subprocess.run([sys.executable, "-m", "alob_eval.export", *cmd[1:]], capture_output=True, text=True,
+                              timeout=300, cwd=cwd)
+    return _run(*cmd, cwd=cwd)
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_CASES))
+def test_onnx_export_and_suite_bad_inputs_never_traceback(corpus, tmp_path, name):
+    _onnx_inputs(corpus)
+    args = [a.format(root=corpus, tmp=tmp_path) for a in ONNX_CASES[name]]
+    result = _run_tool(*args, cwd=tmp_path)
+    _no_traceback(result, allowed=(1, 2))
+    if result.returncode == 1:
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
