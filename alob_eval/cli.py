@@ -185,13 +185,13 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, backend, save_e
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
     Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
-    results.md (the paper's table layout) and roc.png. Example (a reference model on LFW and
-    LFW-OCC-3.0):
+    results.md (the paper's table layout) and roc.png. Example (any ONNX face model on LFW and LFW-OCC-3.0):
 
-      alob-eval --reference facenet --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
+      alob-eval --onnx w600k_r50.onnx --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
 
-    Sub-commands: `ar` (AR identification protocols), `tsne` (embedding picture), `cam` (Trimmer
-    attention vs true occlusion masks), `diagnose` (ALOB's mechanism figures on pair sets).
+    Sub-commands: `suite` (many sets, clean, occluded and masked, several models: one table), `ar` (AR
+    identification), `tsne` (embedding picture), `cam` (Trimmer attention vs true occlusion masks),
+    `diagnose` (ALOB's mechanism figures on pair sets).
     """
     if ctx.invoked_subcommand is not None:
         return

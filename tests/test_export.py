@@ -86,6 +86,7 @@ def test_export_equals_pytorch_and_reads_back_without_options(runs, exported, va
     for n in (1, len(resized)):  # one image and several
         onnx_vectors = session.run(None, {"images": np.ascontiguousarray(blob[:n])})[0]
         assert min_cosine(onnx_vectors, torch_vectors[:n]) >= 0.99999
+        assert np.abs(_unit(onnx_vectors) - _unit(torch_vectors[:n])).max() < 1e-5
 
 
 @pytest.mark.parametrize("variant", ["alob", "baseline"])
@@ -142,3 +143,11 @@ def test_pretrained_facenet_exports(runs, tmp_path, monkeypatch):
     model = open_onnx_model(out)
     assert model.convention.size == (160, 160) and model.convention.mean == (127.5,) * 3
     assert float(result.output.split("min cosine to PyTorch ")[1].split()[0]) >= 0.99999
+    # tighter than the export's own check: FaceNet's (x - 127.5) / 128 must be reproduced exactly
+    crops = export.check_crops(runs["people"], 6)
+    onnx_vectors, torch_vectors = model.embedder()(crops), export.facenet_source().reference(crops)
+    assert np.abs(_unit(onnx_vectors) - _unit(torch_vectors)).max() < 1e-5
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
