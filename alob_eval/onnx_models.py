@@ -116,7 +116,9 @@ class OnnxModel:
         """The convention and where it came from, e.g. ``112x112 RGB NCHW ... (size: graph, ...)``."""
         origin = ", ".join(f"{key}: {where}" for key, where in self.sources.items())
         batch = "dynamic batch" if self.batch is None else f"fixed batch {self.batch}"
-        rest = "insightface's defaults" if not origin else f"{origin}; the rest: insightface's defaults"
+        settings = ("layout", "input_size", "channels", "mean", "std", "output")
+        rest = origin if all(k in self.sources for k in settings) else "; the rest: ".join(
+            [origin, "insightface's defaults"] if origin else ["insightface's defaults"])
         return f"{self.convention.describe()}, {batch} ({rest})"
 
 

@@ -156,6 +156,7 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
     _check_inputs(sets, models, options["model"])
     folders, settings, notes = _build_all(sets, scens, out, build["seed"], build["workers"], options["quiet"])
     scoring = {k: options[k] for k in ("flip", "fars", "tar_convention")}
+    model_options = {k: v for k, v in options["model"].items() if k != "backend"}  # which, the --onnx-* options
     embeddings = _Embeddings(vectors_for, options, options["quiet"])
     results, total, step = {}, len(sets) * len(models), 0
     for suite_set in sets:
@@ -164,7 +165,7 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
         for model in models:
             step += 1
             path = result_path(out, suite_set, model)
-            key = result_key(model, suite_set, built, scoring)
+            key = result_key(model, suite_set, built, {**scoring, **model_options})
             result = load_result(path, key)
             if result is None:
                 click.echo(f"[{step}/{total}] {model.name} on {suite_set.name} ({len(scens)} scenarios)", err=True)
