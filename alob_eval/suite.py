@@ -127,6 +127,15 @@ class SuiteModel:
         options; the backend applies to checkpoints only)."""
         return {**extra, **({} if self.kind == "checkpoint" else {"backend": "auto"}), self.kind: self.value}
 
+    def key_options(self, extra: dict) -> dict:
+        """The options of ``extra`` that change this model's vectors: ``which`` for a checkpoint,
+        the ``onnx_*`` convention for an ONNX model (the backend changes only the speed)."""
+        if self.kind == "checkpoint":
+            return {"which": extra.get("which")}
+        if self.kind == "onnx":
+            return {k: v for k, v in extra.items() if k.startswith("onnx_") and v is not None}
+        return {}
+
     def fingerprint(self) -> list:
         """What identifies the model's weights: the kind, value and the size and time of its files."""
         path = Path(self.value)

@@ -156,7 +156,6 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
     _check_inputs(sets, models, options["model"])
     folders, settings, notes = _build_all(sets, scens, out, build["seed"], build["workers"], options["quiet"])
     scoring = {k: options[k] for k in ("flip", "fars", "tar_convention")}
-    model_options = {k: v for k, v in options["model"].items() if k != "backend"}  # which, the --onnx-* options
     embeddings = _Embeddings(vectors_for, options, options["quiet"])
     results, total, step = {}, len(sets) * len(models), 0
     for suite_set in sets:
@@ -165,7 +164,7 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
         for model in models:
             step += 1
             path = result_path(out, suite_set, model)
-            key = result_key(model, suite_set, built, {**scoring, **model_options})
+            key = result_key(model, suite_set, built, {**scoring, **model.key_options(options["model"])})
             result = load_result(path, key)
             if result is None:
                 click.echo(f"[{step}/{total}] {model.name} on {suite_set.name} ({len(scens)} scenarios)", err=True)
@@ -230,9 +229,12 @@ def suite_command(vectors_for: Callable) -> click.Command:
     @click.option("--compare-to", default=None, metavar="NAME",
                   help="Paired differences are model - this model [default: the first model].")
     @click.option("--flip", is_flag=True, help="Flip-test fusion.")
-    @click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True)
-    @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True)
-    @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
+    @click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True,
+                  help="False accept rates at which TAR is reported (as alob-eval).")
+    @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
+                  help="How TAR@FAR is computed (as alob-eval).")
+    @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True,
+                  help="Images embedded per model call.")
     @click.option("--out", type=click.Path(file_okay=False), default="suite-report", show_default=True,
                   help="Report folder; the built versions (sets/) and finished results (results/) are kept here.")
     @click.option("--quiet", is_flag=True, help="No progress bars.")

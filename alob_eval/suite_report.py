@@ -34,7 +34,7 @@ def suite_table(results: dict[tuple[str, str], dict], sets: list[str], scenarios
             for model in models:
                 r = results[(set_name, model)]["scenarios"][scenario]
                 row = {"set": set_name, "scenario": scenario, "model": model, "pairs": r["pairs"],
-                       "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"]}
+                       "impostor": r["impostor"], "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"]}
                 row.update({_far_key(far): r["tar_at_far"][f"{far:g}"]["tar"] for far in fars})
                 row["skipped_pairs"] = r.get("skipped_pairs", 0)
                 rows.append(row)
@@ -134,6 +134,11 @@ def write_suite_report(out: Path, table: pd.DataFrame, diffs: pd.DataFrame, meta
     notes = [f"- Accuracy: {CONVENTIONS['accuracy']}.", f"- TAR@FAR: {CONVENTIONS[convention]}."]
     notes += [f"- {name}: {m['description']}, embeddings by {m['backend']}." for name, m in meta["models"].items()]
     notes += [f"- {name}: {text}" for name, text in meta["scenarios"].items()]
+    for far in fars:
+        for impostor in sorted(set(table.impostor)):
+            if (allowed := int(np.floor(far * impostor))) < 10:
+                notes.append(f"- FAR={far:g} of {impostor} impostor pairs allows {allowed} false accepts: the TAR there "
+                             "is a noisy estimate.")
     body = ["# Occlusion suite", "", *_markdown(table, diffs, models, fars), "", "Conventions and sources:", *notes, ""]
     write_text_atomic(out / "suite.md", "\n".join(body))
     write_json_atomic(out / "suite.json", {"meta": meta, "conventions": CONVENTIONS,

@@ -75,6 +75,9 @@ def test_export_equals_pytorch_and_reads_back_without_options(runs, exported, va
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [EXPORT_OPSET]
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert isinstance(session.get_inputs()[0].shape[0], str)  # a dynamic batch axis
+    from alob_eval.onnx_models import _normalised_inside
+
+    assert not _normalised_inside(out)  # so insightface's ArcFaceONNX takes 127.5 / 127.5, not 0 / 1
     # insightface's way of feeding it: RGB, (x - 127.5) / 127.5, NCHW, the size read from the graph
     import cv2
 
