@@ -212,8 +212,8 @@ def _resumable(folder: Path, config) -> bool:
 
 
 def result_key(model: SuiteModel, suite_set: SuiteSet, built: dict[str, dict], options: dict) -> str:
-    """A digest of everything a model × set result depends on: the model's files, the set, each
-    scenario's build settings and the scoring options."""
+    """A digest of everything a model × set's pair scores depend on: the model's files, the set,
+    each scenario's build settings and ``options`` (flip, the options that change the model's vectors)."""
     data = {"model": model.fingerprint(), "set": [str(suite_set.path.absolute()), str(suite_set.pairs or "")],
             "scenarios": built, "options": options}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -229,7 +229,23 @@ def load_result(path: Path, key: str) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if data.get("key") == key else None
+    return data if data.get("key") == key and "pairs" in data and "scored" in data else None
+
+
+def rescore(result: dict, scoring: dict) -> dict:
+    """A result file's figures computed again from its stored pair scores at other FARs or
+    another TAR convention (``scoring``: ``fars``, ``tar_convention``)."""
+    import numpy as np
+
+    from alob_common.verification import evaluate_pairs
+
+    scenarios = {}
+    for name, pairs in result["pairs"].items():
+        figures = evaluate_pairs(np.asarray(pairs["score"]), np.asarray(pairs["same"], bool),
+                                 np.asarray(pairs["fold"]), tuple(scoring["fars"]), scoring["tar_convention"])
+        old = result["scenarios"][name]
+        scenarios[name] = {**figures, "skipped_pairs": old["skipped_pairs"], "missing_images": old["missing_images"]}
+    return {**result, "scored": dict(scoring), "scenarios": scenarios}
 
 
 def scenario_benchmarks(suite_set: SuiteSet, folders: dict[str, Path]) -> list[Benchmark]:

@@ -35,6 +35,7 @@ from alob_eval.suite import (
     parse_models,
     parse_sets,
     result_key,
+    rescore,
     result_path,
     scenario_benchmarks,
     scenarios,
@@ -96,7 +97,8 @@ class _Embeddings:
 
 
 def _measure(model: SuiteModel, suite_set: SuiteSet, benches: list, embeddings: _Embeddings, key: str) -> dict:
-    """One model on one set, every scenario: the result file's content."""
+    """One model on one set, every scenario: the result file's content (figures, and each pair's
+    score, same flag and fold, so that other FARs or conventions are scored without embedding)."""
     from alob_eval.benchmarks import evaluate_benchmarks, without_missing_images
 
     start = time.perf_counter()
@@ -104,10 +106,13 @@ def _measure(model: SuiteModel, suite_set: SuiteSet, benches: list, embeddings: 
         benches = [without_missing_images(b)[0] for b in benches]
     vectors, description, used = embeddings.vectors(model, benches)
     options = embeddings.options
-    results, _ = evaluate_benchmarks(benches, vectors, tuple(options["fars"]), options["tar_convention"])
-    scenario_results = {name.split("/", 1)[1]: r for name, r in results.items()}
+    scoring = {"fars": list(options["fars"]), "tar_convention": options["tar_convention"]}
+    results, curves = evaluate_benchmarks(benches, vectors, tuple(scoring["fars"]), scoring["tar_convention"])
+    pairs = {b.name.split("/", 1)[1]: {"score": curves[b.name][0].tolist(), "same": curves[b.name][1].tolist(),
+                                       "fold": b.pairs.fold.astype(int).tolist()} for b in benches}
     return {"key": key, "model": model.name, "description": description, "backend": used, "set": suite_set.name,
-            "seconds": round(time.perf_counter() - start, 1), "scenarios": scenario_results}
+            "seconds": round(time.perf_counter() - start, 1), "scored": scoring,
+            "scenarios": {name.split("/", 1)[1]: r for name, r in results.items()}, "pairs": pairs}
 
 
 def _build_all(sets: list[SuiteSet], scens: list[Scenario], out: Path, seed: int, workers: int,
@@ -155,7 +160,7 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
     results by (set, model) and the report's metadata."""
     _check_inputs(sets, models, options["model"])
     folders, settings, notes = _build_all(sets, scens, out, build["seed"], build["workers"], options["quiet"])
-    scoring = {k: options[k] for k in ("flip", "fars", "tar_convention")}
+    scoring = {"fars": list(options["fars"]), "tar_convention": options["tar_convention"]}
     embeddings = _Embeddings(vectors_for, options, options["quiet"])
     results, total, step = {}, len(sets) * len(models), 0
     for suite_set in sets:
@@ -164,8 +169,11 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
         for model in models:
             step += 1
             path = result_path(out, suite_set, model)
-            key = result_key(model, suite_set, built, {**scoring, **model.key_options(options["model"])})
+            key = result_key(model, suite_set, built, {"flip": options["flip"], **model.key_options(options["model"])})
             result = load_result(path, key)
+            if result is not None and result["scored"] != scoring:  # other FARs or convention: scored again
+                result = rescore(result, scoring)
+                write_json_atomic(path, result)
             if result is None:
                 click.echo(f"[{step}/{total}] {model.name} on {suite_set.name} ({len(scens)} scenarios)", err=True)
                 benches = benches or scenario_benchmarks(suite_set, folders[suite_set.name])
@@ -175,7 +183,7 @@ def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteMod
             else:
                 click.echo(f"[{step}/{total}] {model.name} on {suite_set.name}: finished before, kept", err=True)
             results[(suite_set.name, model.name)] = result
-    meta = {"command": sys.argv, "options": scoring,
+    meta = {"command": sys.argv, "options": {"flip": options["flip"], **scoring},
             "sets": {s.name: {"path": str(s.path), "pairs": str(s.pairs) if s.pairs else None} for s in sets},
             "scenarios": notes, "builds": settings,
             "models": {m.name: {"kind": m.kind, "value": m.value,

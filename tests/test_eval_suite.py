@@ -103,6 +103,15 @@ def test_second_run_reuses_builds_and_results_then_a_changed_setting_rebuilds(in
     assert "  embedding " not in result.output
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert pd.read_csv(out / "suite.csv").equals(pd.read_csv(first[0] / "suite.csv"))
+    rescored = _suite(inputs, out, "--far", "0.05", "--tar-convention", "fold")  # from the stored pair scores
+    assert rescored.exit_code == 0, rescored.output
+    assert rescored.output.count("finished before, kept") == 6 and "  embedding " not in rescored.output
+    direct = _figures(["--onnx", str(inputs["a"]), "--bench", f"occ={out / 'sets/beta/occ-3.0'}", "--far", "0.05",
+                       "--tar-convention", "fold"], tmp_path / "direct")["occ"]
+    table = pd.read_csv(out / "suite.csv")
+    row = table[(table.set == "beta") & (table.scenario == "occ-3.0") & (table.model == "A")].iloc[0]
+    assert row["tar@far=0.05"] == pytest.approx(direct["tar_at_far"]["0.05"]["tar"], abs=1e-12)
+    assert row.accuracy == pytest.approx(direct["accuracy"], abs=1e-12) and "tar@far=0.001" not in table.columns
     changed = _suite(inputs, out, "--seed", "1")
     assert changed.exit_code == 0, changed.output
     assert changed.output.count(": rebuilt (") == 9 and "finished before" not in changed.output
