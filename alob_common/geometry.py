@@ -32,9 +32,14 @@ _TEMPLATES = {(112, 96): TEMPLATE_112x96, (112, 112): TEMPLATE_112x112}
 COLUMNS_112x96_IN_112x112 = slice(8, 104)
 
 
+def normalize_size(text: str) -> str:
+    """A size as ``HxW``: ``112×96``, ``112X96`` and `` 112x96 `` all become ``112x96``."""
+    return text.strip().lower().replace("×", "x")
+
+
 def parse_size(text: str | tuple[int, int]) -> tuple[int, int]:
-    """Turn ``"112x96"`` (H×W) into ``(112, 96)``; only the two supported sizes are accepted."""
-    size = tuple(text) if not isinstance(text, str) else CROP_SIZES.get(text.lower().strip())
+    """Turn ``"112x96"`` or ``"112×96"`` (H×W) into ``(112, 96)``; only the two supported sizes are accepted."""
+    size = tuple(text) if not isinstance(text, str) else CROP_SIZES.get(normalize_size(text))
     if size not in _TEMPLATES:
         raise ValueError(f"unsupported crop size {text!r}: use one of {', '.join(CROP_SIZES)}")
     return size  # type: ignore[return-value]

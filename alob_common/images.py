@@ -256,8 +256,9 @@ def decode_jpeg_rgb(data: bytes) -> np.ndarray | None:
         return None
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to a uint8 HWC RGB array (Pillow; the first frame of a multi-frame
-    file); the reader of training and evaluation, so both see the same pixels."""
+def read_rgb(path: str | os.PathLike | io.BytesIO) -> np.ndarray:
+    """Decode an image file (or encoded bytes in a ``BytesIO``) to a uint8 HWC RGB array (Pillow;
+    the first frame of a multi-frame file); the reader of training and evaluation, so both see
+    the same pixels."""
     with Image.open(path) as im:
         return np.array(im.convert("RGB"))

@@ -62,8 +62,9 @@ def bin_benchmark(name: str, path: str | Path) -> Benchmark:
 
 def parse_bench_spec(spec: str) -> Benchmark:
     """The benchmark a ``--bench`` value names: ``NAME=DIR`` (a folder with pairs.csv),
-    ``NAME=ALIGNED_DIR@pairs.txt`` or ``NAME=FILE.bin``. A malformed value or pair list raises
-    :class:`BenchmarkSpecError`, an unreadable ``.bin`` another :class:`UserError`."""
+    ``NAME=ALIGNED_DIR@pairs.txt`` or ``NAME=FILE.bin``. A malformed value, or one naming no pair
+    list, raises :class:`BenchmarkSpecError` (a usage error); a pair list or ``.bin`` that is
+    there but cannot be read another :class:`UserError`."""
     from alob_common.pairs import PairsError, pair_table
 
     name, sep, where = spec.partition("=")
@@ -76,10 +77,12 @@ def parse_bench_spec(spec: str) -> Benchmark:
         except UserError as err:
             raise UserError(f"{name}: {err}") from None
     folder, _, pairs_txt = where.partition("@")
+    listed = Path(pairs_txt or folder)
+    listed = listed / "pairs.csv" if listed.is_dir() else listed
     try:
         table = pair_table(pairs_txt or folder, folder if pairs_txt else None)
-    except (PairsError, OSError) as err:
-        raise BenchmarkSpecError(f"{name}: {err}") from None
+    except (PairsError, OSError) as err:  # a pair list that is there but unreadable is bad input, not usage
+        raise (UserError if listed.is_file() else BenchmarkSpecError)(f"{name}: {err}") from None
     return Benchmark(name, table, Path(folder))
 
 

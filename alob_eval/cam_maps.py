@@ -35,6 +35,7 @@ CAM_LAYERS = {
     "iresnet18": "trunk[-1].body[1]: the first 3x3 convolution of the last IRBlock (512 ch, 7x6 at 112x96)",
     "iresnet50": "trunk[-1].body[1]: the first 3x3 convolution of the last IRBlock (512 ch, 7x6 at 112x96)",
     "lightcnn9": "trunk[-3]: the 1x1 max-feature-map unit before the last 3x3 one (128 ch, 14x12 at 112x96)",
+    "facenet": "trunk.repeat_2[-1]: the output of the last Block17 (896 ch, 5x5 at 112x112)",
 }
 
 
@@ -48,7 +49,9 @@ def cam_target_layer(backbone: nn.Module, name: str) -> nn.Module:
       identity, so ``body[4]`` is the last convolution);
     * ``lightcnn9``: the 1x1 MFM unit before the final 3x3 one; the MFM module itself is taken
       rather than its inner convolution, so the map is of the 128 max-feature outputs and not
-      of the 256 competing halves.
+      of the 256 competing halves;
+    * ``facenet``: the output of the last Block17 (``repeat_2[-1]``), the last map finer than
+      2×2 at 112×112 (after it, ``mixed_7a`` halves the map again).
     """
     trunk = backbone.trunk
     if name == "resnet18":
@@ -57,6 +60,8 @@ def cam_target_layer(backbone: nn.Module, name: str) -> nn.Module:
         return trunk[-1].body[1]
     if name == "lightcnn9":
         return trunk[-3]
+    if name == "facenet":
+        return trunk.repeat_2[-1]
     raise ValueError(f"no CAM layer known for backbone {name!r}: choose one of {', '.join(CAM_LAYERS)}")
 
 
@@ -98,6 +103,7 @@ def cam_maps(network: torch.nn.Module, target_layer: torch.nn.Module, images: to
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}: use one of {', '.join(METHODS)}")
     cls = GradCAM if method == "gradcam" else GradCAMPlusPlus
+    images = images.to(next(network.parameters()).device)  # the model's device (alob-eval cam --device)
     was_training = network.training
     network.eval()
     try:

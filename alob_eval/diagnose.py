@@ -22,6 +22,9 @@ import torch
 
 from alob_common.atomic import write_json_atomic, write_text_atomic
 from alob_common.errors import UserError
+from alob_common.vocabulary import version_option
+from alob_eval.cam_command import model_device_option
+from alob_train.runtime import setup_device
 
 FEATURES = ("e", "f", "fm")
 
@@ -75,13 +78,13 @@ def side_figures(model: torch.nn.Module, variant: str, tables: dict[str, dict[st
 
 
 def diagnose(model: torch.nn.Module, cfg: dict, benchmarks: list, batch_size: int = 64,
-             progress: bool = True) -> dict[str, dict]:
+             progress: bool = True, device: torch.device | str = "cpu") -> dict[str, dict]:
     """Per benchmark: the feature figures of each side and the pair accuracy with e, f and fᵐ."""
     from alob_eval.benchmarks import embed_images, evaluate_benchmarks
     from alob_train.embed import fuse_conv_bn, model_embedder
 
-    fast = _AllFeatures(fuse_conv_bn(model)).to(memory_format=torch.channels_last)
-    embed = model_embedder(fast, tuple(cfg["input_size"]), channels_last=True)
+    fast = _AllFeatures(fuse_conv_bn(model)).to(device, memory_format=torch.channels_last)
+    embed = model_embedder(fast, tuple(cfg["input_size"]), device, channels_last=True)
     paths = list(dict.fromkeys(p for b in benchmarks for p in [*b.pairs.path1, *b.pairs.path2]))
     images = {path: data for b in benchmarks for path, data in b.images.items()}
     tables = split_features(model, embed_images(embed, paths, images, batch_size, progress=progress))
@@ -122,16 +125,20 @@ def diagnostics_markdown(results: dict[str, dict], model: str) -> str:
 
 
 @click.command("diagnose")
+@version_option
 @click.option("--checkpoint", type=click.Path(exists=True), required=True,
               help="An ALOB run folder made by alob-train (any variant with a Trimmer), or its .pt file.")
-@click.option("--which", default="best", show_default=True, help="best (falls back to last), last or epoch_NNN.")
+@click.option("--which", default="best", show_default=True,
+              help="Checkpoint of the run to load: best (falls back to last), last or epoch_NNN.")
 @click.option("--bench", "benches", multiple=True, required=True, metavar="NAME=DIR[@pairs.txt]|NAME=FILE.bin",
-              help="A pair set, as for alob-eval (repeatable).")
-@click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True)
+              help="A pair set, as for alob-eval; repeat the option for several.")
+@click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True,
+              help="Images embedded per forward pass; lower it if memory runs short.")
+@model_device_option
 @click.option("--out", type=click.Path(file_okay=False), default="report-diagnostics", show_default=True,
-              help="Folder for diagnostics.md and diagnostics.json.")
+              help="Output folder for diagnostics.md and diagnostics.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def diagnose_command(checkpoint: str, which: str, benches: tuple[str, ...], batch_size: int, out: str,
+def diagnose_command(checkpoint: str, which: str, benches: tuple[str, ...], batch_size: int, device: str, out: str,
                      quiet: bool) -> None:
     """Show whether ALOB's mechanism works on pair sets: how much of the Identifier's feature the
     projection removes, whether the Trimmer's feature collapsed or still points at identities,
@@ -145,7 +152,8 @@ def diagnose_command(checkpoint: str, which: str, benches: tuple[str, ...], batc
     try:
         benchmarks = [without_missing_images(parse_bench_spec(spec))[0] for spec in benches]
         model, cfg, which = load_alob_run(checkpoint, which)
-        results = diagnose(model, cfg, benchmarks, batch_size, progress=not quiet)
+        results = diagnose(model, cfg, benchmarks, batch_size, progress=not quiet,
+                           device=setup_device(device, 0, None))
     except BenchmarkSpecError as err:
         raise click.BadParameter(str(err), param_hint="--bench") from None
     except UserError as err:

@@ -30,6 +30,7 @@ import numpy as np
 
 from alob_common.errors import UserError
 from alob_common.verification import Embedder
+from alob_common.vocabulary import Renamed, VocabCommand, version_option
 from alob_eval.onnx_models import InputConvention, OnnxModelError, open_onnx_model, run_model
 
 if TYPE_CHECKING:
@@ -137,10 +138,10 @@ def check_crops(path: str | Path, count: int) -> list[np.ndarray]:
             except (OSError, ValueError):
                 continue
     else:
-        raise ExportError(f"--crops {path}: give a folder of aligned face crops or a verification .bin")
+        raise ExportError(f"--data {path}: give a folder of aligned face crops or a verification .bin")
     images = [i for i in images if i is not None]
     if not images:
-        raise ExportError(f"--crops {path}: no readable face crop to check the export on")
+        raise ExportError(f"--data {path}: no readable face crop to check the export on")
     return images
 
 
@@ -199,19 +200,37 @@ def _echo_summary(done: dict, crops_from: str) -> None:
     click.echo(f"measure it: alob-eval --onnx {done['out']} --bench NAME=DIR")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.argument("paths", nargs=-1, metavar="[RUN] OUT.onnx")
+class ExportCommand(VocabCommand):
+    """``alob-export`` also reads the positional form of its first version: ``RUN OUT.onnx``, or
+    ``OUT.onnx`` alone with ``--reference`` (rewritten to ``--checkpoint`` and ``--out-file``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not any(a == "--reference" or a.startswith("--reference=") for a in args):
+            return super().parse_args(ctx, args)
+        usual, self.positionals = self.positionals, ("--out-file",)
+        try:
+            return super().parse_args(ctx, args)
+        finally:
+            self.positionals = usual
+
+
+@click.command(cls=ExportCommand, renamed=[Renamed("--crops", "--data")], positionals=("--checkpoint", "--out-file"),
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@version_option
+@click.option("--checkpoint", type=click.Path(exists=True), default=None,
+              help="The model to export: a run of alob-train (its folder) or a .pt file.")
 @click.option("--which", default="best", show_default=True,
               help="Checkpoint of the run: best (falls back to last), last or epoch_NNN.")
 @click.option("--reference", type=click.Choice(["facenet"]), default=None,
-              help="Export the pretrained FaceNet (facenet-pytorch's Inception-ResNet-v1, VGGFace2) "
-                   "instead of a run: alob-export --reference facenet OUT.onnx --crops DIR.")
-@click.option("--crops", type=click.Path(exists=True), default=None,
-              help="Aligned face crops to check the export on: a folder of images or a verification .bin "
-                   "(default: the run's --val folder, else its training folder).")
+              help="Export the pretrained FaceNet (Inception-ResNet-v1, VGGFace2) instead of a run.")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="Input: aligned face crops to check the export on, a folder of images (searched recursively) "
+                   "or a verification .bin [default: the run's --val folder, else its training folder].")
 @click.option("--check-images", type=click.IntRange(1, None), default=64, show_default=True,
-              help="How many crops, spread over --crops, the check uses.")
-def main(paths, which, reference, crops, check_images) -> None:
+              help="How many crops, spread over --data, the check uses.")
+@click.option("--out-file", "out", type=click.Path(dir_okay=False), required=True, metavar="OUT.onnx",
+              help="The ONNX file to write (written only once it has passed the check).")
+def main(checkpoint, which, reference, data, check_images, out) -> None:
     """Write a trained model (a run of alob-train or a .pt) as one ONNX graph mapping aligned crop
     batches to the embedding alob-eval scores, with a dynamic batch axis.
 
@@ -221,23 +240,19 @@ def main(paths, which, reference, crops, check_images) -> None:
     PyTorch's (cosine >= 0.99999 for each).
 
     \b
-      alob-export runs/alob-r18 alob-r18.onnx
-      alob-export runs/alob-r18 alob-r18.onnx --crops lfw-aligned/
-      alob-export --reference facenet facenet.onnx --crops lfw-aligned/
+      alob-export --checkpoint runs/alob-r18 --out-file alob-r18.onnx
+      alob-export --checkpoint runs/alob-r18 --out-file alob-r18.onnx --data lfw-aligned/
+      alob-export --reference facenet --out-file facenet.onnx --data lfw-aligned/
     """
-    wanted = 1 if reference else 2
-    if len(paths) != wanted:
-        raise click.UsageError("give RUN OUT.onnx, or --reference facenet OUT.onnx")
-    out = Path(paths[-1])
-    if out.suffix != ".onnx":
-        raise click.UsageError(f"OUT must be an .onnx file name, got {out}")
+    if (checkpoint is None) == (reference is None):
+        raise click.UsageError("give exactly one model: --checkpoint RUN or --reference facenet")
+    if Path(out).suffix != ".onnx":
+        raise click.UsageError(f"--out-file must be an .onnx file name, got {out}")
     try:
-        if not reference and not Path(paths[0]).exists():
-            raise click.UsageError(f"RUN {paths[0]} does not exist")
-        source = facenet_source() if reference else run_source(paths[0], which)
-        where = crops or source.default_crops
+        source = facenet_source() if reference else run_source(checkpoint, which)
+        where = data or source.default_crops
         if where is None:
-            raise ExportError("give --crops DIR (aligned face crops, or a .bin) to check the export on real faces")
+            raise ExportError("give --data DIR (aligned face crops, or a .bin) to check the export on real faces")
         done = export_onnx(source, out, check_crops(where, check_images))
     except UserError as err:
         raise click.ClickException(str(err)) from None

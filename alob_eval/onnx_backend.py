@@ -16,7 +16,6 @@ ONNX Runtime, onnx and onnxscript (the exporter) are the optional ``[onnx]`` ext
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from alob_common.atomic import write_bytes_atomic
+from alob_common.digests import file_sha256
 from alob_common.errors import UserError
 from alob_common.verification import Embedder
 
@@ -79,15 +79,6 @@ def cache_dir() -> Path:
         return Path(os.environ["ALOB_CACHE"]) / "onnx"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "alob-toolkit" / "onnx"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_graph_path(checkpoint: str | Path, folder: Path | None = None) -> Path:

@@ -86,9 +86,11 @@ def parse_triple(text: str, what: str) -> tuple[float, float, float]:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"112x96"`` -> ``(112, 96)``."""
+    """``"112x96"`` (or ``"112×96"``) -> ``(112, 96)``."""
+    from alob_common.geometry import normalize_size
+
     try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
+        h, w = (int(v) for v in normalize_size(str(text)).split("x"))
     except ValueError:
         raise OnnxModelError(f"an input size looks like 112x112 (height x width), got {text!r}") from None
     if h < 1 or w < 1:
@@ -324,8 +326,8 @@ def onnx_convention_options(func):
                      help="Channel order the model expects (default: the metadata's, else RGB, as "
                           "insightface feeds its models)."),
         click.option("--onnx-size", default=None, metavar="HxW",
-                     help="Input size for a graph whose height and width are dynamic (default: the "
-                          "metadata's, else 112x112); a fixed size is read from the graph."),
+                     help="Input size (height x width, 112x112 or 112×112) for a graph whose height and width are "
+                          "dynamic (default: the metadata's, else 112x112); a fixed size is read from the graph."),
     ]
     for option in options:
         func = option(func)
@@ -333,7 +335,7 @@ def onnx_convention_options(func):
 
 
 def onnx_options(func):
-    """The ``--onnx`` model option and its input-convention options (alob-eval and ar)."""
+    """The ``--onnx`` model option and its input-convention options (alob-eval, ar and embed)."""
     func = onnx_convention_options(func)
     return click.option("--onnx", type=click.Path(exists=True, dir_okay=False), default=None, metavar="MODEL.onnx",
                         help="Measure any face-embedding ONNX model (ONNX Runtime, optional [onnx] extra); "
@@ -341,9 +343,9 @@ def onnx_options(func):
                              "NCHW, 112x112 unless the graph fixes its size.")(func)
 
 
-def onnx_embedder(model_args: dict) -> tuple[Embedder, str, str]:
-    """The embedder, description and runtime of ``model_args['onnx']`` with the ``onnx_*``
-    convention options of ``model_args``; prints the convention used."""
+def onnx_embedder(model_args: dict) -> tuple[Embedder, str, str, tuple[int, int]]:
+    """The embedder, description, runtime and input size of ``model_args['onnx']`` with the
+    ``onnx_*`` convention options of ``model_args``; prints the convention used."""
     model = open_onnx_model(model_args["onnx"], model_args.get("onnx_size"), model_args.get("onnx_channels"),
                             model_args.get("onnx_mean"), model_args.get("onnx_std"),
                             model_args.get("onnx_layout"), model_args.get("onnx_output"))
@@ -351,4 +353,5 @@ def onnx_embedder(model_args: dict) -> tuple[Embedder, str, str]:
     import onnxruntime
 
     threads = model.session.get_session_options().intra_op_num_threads
-    return model.embedder(), f"onnx {model.path.name}", f"onnxruntime {onnxruntime.__version__} ({threads} threads)"
+    return (model.embedder(), f"onnx {model.path.name}", f"onnxruntime {onnxruntime.__version__} ({threads} threads)",
+            model.convention.size)

@@ -167,10 +167,28 @@ def parse_models(given: dict[str, tuple[str, ...]]) -> list[SuiteModel]:
     return models
 
 
+def _recorded(config, folder: Path) -> dict:
+    """The build settings as the record keeps them: as occgen writes them into ``dataset.json``
+    (the ``pairs`` file by its path relative to the build and its digest), without the derived
+    ratio-mode target mean (fixed by the build itself)."""
+    from occgen.build_inputs import identify_inputs
+
+    settings = identify_inputs(json.loads(json.dumps(config.settings())), folder)
+    settings.get("occlusion", {}).pop("target_mean", None)
+    return settings
+
+
 def _comparable(settings: dict) -> str:
-    """Settings as JSON without the derived ratio-mode target mean (fixed by the build itself)."""
+    """Settings as JSON without what does not change a build: the derived ratio-mode target mean,
+    and where its input files lie (``pairs`` and ``occluders`` count by their digest only, so a
+    moved suite folder keeps its builds)."""
+    from occgen.build_inputs import INPUT_KEYS
+
     settings = json.loads(json.dumps(settings))
     settings.get("occlusion", {}).pop("target_mean", None)
+    for key in INPUT_KEYS:
+        if isinstance(settings.get(key), dict):
+            settings[key] = settings[key].get("sha256")
     return json.dumps(settings, sort_keys=True)
 
 
@@ -184,9 +202,11 @@ def ensure_built(suite_set: SuiteSet, scenario: Scenario, out: Path, seed: int, 
     config = scenario.build_config(suite_set, seed)
     folder = out / "sets" / suite_set.name / scenario.name
     record = folder.parent / f"{scenario.name}.json"
-    wanted = {"source": str(suite_set.path.absolute()), "settings": json.loads(_comparable(config.settings()))}
+    wanted = {"source": str(suite_set.path.absolute()), "settings": _recorded(config, folder)}
     old = json.loads(record.read_text()) if record.is_file() else None
-    if old == wanted and (folder / "pairs.csv").is_file():
+    same = (old is not None and old.get("source") == wanted["source"]
+            and _comparable(old.get("settings") or {}) == _comparable(wanted["settings"]))
+    if same and (folder / "pairs.csv").is_file():
         return folder, "reused"
     overwrite = old is not None or not _resumable(folder, config)
     record.unlink(missing_ok=True)  # no record while the folder is being built
@@ -208,14 +228,15 @@ def _resumable(folder: Path, config) -> bool:
         old = json.loads(meta.read_text()).get("settings") or {}
     except ValueError:
         return False
-    return _comparable(old) == _comparable(config.settings())
+    return _comparable(old) == _comparable(_recorded(config, folder))
 
 
 def result_key(model: SuiteModel, suite_set: SuiteSet, built: dict[str, dict], options: dict) -> str:
     """A digest of everything a model × set's pair scores depend on: the model's files, the set,
     each scenario's build settings and ``options`` (flip, the options that change the model's vectors)."""
     data = {"model": model.fingerprint(), "set": [str(suite_set.path.absolute()), str(suite_set.pairs or "")],
-            "scenarios": built, "options": options}
+            "scenarios": {name: json.loads(_comparable(settings)) for name, settings in built.items()},
+            "options": options}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

@@ -2,10 +2,10 @@
 (:mod:`alob_eval.suite`), measures every model on every set, resumably, and writes the report
 (:mod:`alob_eval.suite_report`).
 
-The models are embedded by the same code as ``alob-eval`` itself: :func:`suite_command` takes
-that code (``alob_eval.cli``'s ``_vectors_for``) as its argument, so a model is loaded and run
-one way. Within one suite, images with the same bytes (a set's clean images, copied into each of
-its versions; a ``.bin`` made from a folder) are embedded once per model.
+The models are chosen, loaded and embedded by the same code as ``alob-eval`` itself
+(:func:`alob_eval.model_choice.vectors_for`), so a model is loaded and run one way. Within one
+suite, images with the same bytes (a set's clean images, copied into each of its versions; a
+``.bin`` made from a folder) are embedded once per model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import click
 import numpy as np
@@ -22,6 +21,9 @@ import numpy as np
 from alob_common.atomic import write_json_atomic
 from alob_common.errors import UserError
 from alob_common.verification import TAR_CONVENTIONS
+from alob_common.vocabulary import parse_list, version_option
+from alob_eval.cam_command import model_device_option
+from alob_eval.model_choice import BATCH_HELP, far_option, vectors_for
 from alob_eval.onnx_backend import BACKENDS
 from alob_eval.onnx_models import onnx_convention_options
 from alob_eval.reference_models import REFERENCE_MODELS
@@ -46,7 +48,7 @@ SUITE_HELP = """Measure models over many verification sets, clean, occluded and 
 \b
 Sets (--set, repeat): an insightface verification .bin (lfw.bin, cfp_fp.bin ...), a folder of
 them (each named by its stem), or an aligned folder with its pairs file, NAME=DIR@pairs.txt.
-For each set the occluded versions (FROM's procedure at --factor 2.0 and 3.0, or --ratio R)
+For each set the occluded versions (FROM's procedure at --factor 2.0,3.0, or --ratio R,...)
 and a masked version are built once by occgen into OUT/sets/ and reused by later runs with the
 same settings (other settings rebuild them). Models (repeat, any mix, each NAME=VALUE or
 VALUE): --checkpoint, --onnx, --reference, --embeddings. A finished model x set is kept in
@@ -68,8 +70,8 @@ def _digest(path: str, images: dict[str, bytes]) -> str:
 class _Embeddings:
     """Per model, the vectors computed so far in this suite, by image content."""
 
-    def __init__(self, vectors_for: Callable, options: dict, quiet: bool) -> None:
-        self.vectors_for, self.options, self.quiet = vectors_for, options, quiet
+    def __init__(self, options: dict, quiet: bool) -> None:
+        self.options, self.quiet = options, quiet
         self.known: dict[str, dict[str, np.ndarray]] = {}
         self.described: dict[str, tuple[str, str]] = {}
 
@@ -80,7 +82,7 @@ class _Embeddings:
         flip, batch = self.options["flip"], self.options["batch_size"]
         args = model.args(self.options["model"])
         if model.kind == "embeddings":  # looked up by path, nothing to compute
-            vectors, description, used = self.vectors_for(groups, args, flip, batch, True, images)
+            vectors, description, used = vectors_for(groups, args, flip, batch, True, images)
             self.described[model.name] = (description, used)
             return vectors, description, used
         digests = {p: _digest(p, images) for _, paths in groups for p in paths}
@@ -89,7 +91,7 @@ class _Embeddings:
         if todo or model.name not in self.described:
             paths = list(todo.values())
             click.echo(f"  embedding {len(paths)} images ({len(digests) - len(paths)} known by content)", err=True)
-            vectors, description, used = self.vectors_for([(Path("."), paths)], args, flip, batch, self.quiet,
+            vectors, description, used = vectors_for([(Path("."), paths)], args, flip, batch, self.quiet,
                                                           {p: images[p] for p in paths if p in images})
             known.update({d: vectors[p] for d, p in todo.items()})
             self.described[model.name] = (description, used)
@@ -154,14 +156,14 @@ def _check_inputs(sets: list[SuiteSet], models: list[SuiteModel], model_options:
             open_onnx_model(model.value, **conventions)
 
 
-def run_suite(vectors_for: Callable, sets: list[SuiteSet], models: list[SuiteModel], scens: list[Scenario],
+def run_suite(sets: list[SuiteSet], models: list[SuiteModel], scens: list[Scenario],
               out: Path, options: dict, build: dict) -> tuple[dict, dict]:
     """Check the inputs, build, then measure every model × set not already finished; returns the
     results by (set, model) and the report's metadata."""
     _check_inputs(sets, models, options["model"])
     folders, settings, notes = _build_all(sets, scens, out, build["seed"], build["workers"], options["quiet"])
     scoring = {"fars": list(options["fars"]), "tar_convention": options["tar_convention"]}
-    embeddings = _Embeddings(vectors_for, options, options["quiet"])
+    embeddings = _Embeddings(options, options["quiet"])
     results, total, step = {}, len(sets) * len(models), 0
     for suite_set in sets:
         benches = None
@@ -206,70 +208,92 @@ def _report(out: Path, results: dict, meta: dict, sets: list[SuiteSet], scens: l
                f"{len(models)} models)")
 
 
-def suite_command(vectors_for: Callable) -> click.Command:
-    """The ``suite`` sub-command, embedding through ``vectors_for`` (alob-eval's model code)."""
+def _number_list(low: float, high: float | None):
+    """A click callback: ``--factor 2.0,3.0`` as floats in (low, high), in the one list syntax."""
 
-    @click.command("suite", help=SUITE_HELP, context_settings={"max_content_width": 100})
-    @click.option("--set", "set_specs", multiple=True, required=True, metavar="FILE.bin|DIR|NAME=DIR@pairs.txt",
-                  help="A verification set; repeat. A folder is searched for .bin files.")
-    @click.option("--checkpoint", "checkpoints", multiple=True, metavar="[NAME=]RUN",
-                  help="A run of alob-train (best.pt, else last.pt) or a .pt file.")
-    @click.option("--which", default="best", show_default=True, help="Checkpoint of every --checkpoint run.")
-    @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                  help="How --checkpoint models run (as alob-eval --backend).")
-    @click.option("--onnx", "onnx_files", multiple=True, metavar="[NAME=]MODEL.onnx",
-                  help="An ONNX face model; its convention from the options below, its metadata or "
-                       "insightface's defaults (as alob-eval --onnx).")
-    @onnx_convention_options
-    @click.option("--reference", "references", multiple=True, metavar="[NAME=]" + "|".join(REFERENCE_MODELS),
-                  help="A published reference model (optional [reference] extra).")
-    @click.option("--embeddings", "embedding_files", multiple=True, metavar="[NAME=]FILE.npz",
-                  help="Precomputed embeddings naming every image of every version (absolute paths).")
-    @click.option("--factor", "factors", type=click.FloatRange(0, None, min_open=True), multiple=True,
-                  default=(2.0, 3.0), show_default=True, help="Occluded versions the FROM way (rectangles) at "
-                                                              "these factors; repeat.")
-    @click.option("--ratio", "ratios", type=click.FloatRange(0, 1, min_open=True, max_open=True), multiple=True,
-                  help="Occluded versions at these mean coverages instead (alpha occluders); repeat.")
-    @click.option("--masked/--no-masked", default=True, show_default=True, help="Also a face-masked version.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="occgen's seed for every version.")
-    @click.option("--workers", type=click.IntRange(0, None), default=0, show_default=True,
-                  help="occgen build processes (0: in this process).")
-    @click.option("--compare-to", default=None, metavar="NAME",
-                  help="Paired differences are model - this model [default: the first model].")
-    @click.option("--flip", is_flag=True, help="Flip-test fusion.")
-    @click.option("--far", "fars", type=float, multiple=True, default=(1e-3, 1e-4), show_default=True,
-                  help="False accept rates at which TAR is reported (as alob-eval).")
-    @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
-                  help="How TAR@FAR is computed (as alob-eval).")
-    @click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True,
-                  help="Images embedded per model call.")
-    @click.option("--out", type=click.Path(file_okay=False), default="suite-report", show_default=True,
-                  help="Report folder; the built versions (sets/) and finished results (results/) are kept here.")
-    @click.option("--quiet", is_flag=True, help="No progress bars.")
-    def suite(set_specs, checkpoints, which, backend, onnx_files, references, embedding_files, factors, ratios,
-              masked, seed, workers, compare_to, flip, fars, tar_convention, batch_size, out, quiet,
-              **onnx_args) -> None:
-        bad = [r for r in references if r.partition("=")[2 if "=" in r else 0] not in REFERENCE_MODELS]
-        if bad:
-            raise click.BadParameter(f"{bad[0]}: the reference models are {', '.join(REFERENCE_MODELS)}",
-                                     param_hint="--reference")
+    def parse(ctx, param, value: str | None) -> tuple[float, ...]:
+        if value is None:
+            return ()
         try:
-            sets = parse_sets(set_specs)
-            models = parse_models({"checkpoint": checkpoints, "onnx": onnx_files, "reference": references,
-                                   "embeddings": embedding_files})
-            if compare_to is not None and compare_to not in [m.name for m in models]:
-                raise SuiteError(f"--compare-to {compare_to}: no model of that name")
-            scens = scenarios(factors, ratios, masked)
-            options = {"flip": flip, "fars": list(fars), "tar_convention": tar_convention, "batch_size": batch_size,
-                       "quiet": quiet, "model": {"which": which, "backend": backend, **onnx_args}}
-            results, meta = run_suite(vectors_for, sets, models, scens, Path(out), options,
-                                      {"seed": seed, "workers": workers})
-            _report(Path(out), results, meta, sets, scens, models, compare_to, tuple(fars))
-        except UserError as err:
-            raise click.ClickException(str(err)) from None
-        except KeyboardInterrupt:
-            click.echo(f"\ninterrupted: finished builds and model x set results are kept in {out}; rerun the same "
-                       "command to resume", err=True)
-            sys.exit(130)
+            numbers = tuple(parse_list(value, float))
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
+        if any(n <= low or (high is not None and n >= high) for n in numbers):
+            raise click.BadParameter(f"{value}: each value must lie above {low:g}"
+                                     + (f" and below {high:g}" if high is not None else ""))
+        return numbers
 
-    return suite
+    return parse
+
+
+def _workers(value: int | None) -> int:
+    from occgen.build_config import default_workers
+
+    return default_workers() if value is None else value
+
+
+@click.command("suite", help=SUITE_HELP, context_settings={"max_content_width": 100})
+@version_option
+@click.option("--set", "set_specs", multiple=True, required=True, metavar="FILE.bin|DIR|NAME=DIR@pairs.txt",
+              help="A verification set; repeat for several. A folder is searched for .bin files.")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="[NAME=]RUN",
+              help="A run of alob-train (best.pt, else last.pt) or a .pt file; repeat for several.")
+@click.option("--which", default="best", show_default=True,
+              help="Checkpoint of every --checkpoint run: best (falls back to last), last or epoch_NNN.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="How --checkpoint models run (as alob-eval --backend).")
+@model_device_option
+@click.option("--onnx", "onnx_files", multiple=True, metavar="[NAME=]MODEL.onnx",
+              help="An ONNX face model; its convention from the options below, its metadata or insightface's "
+                   "defaults (as alob-eval --onnx); repeat for several.")
+@onnx_convention_options
+@click.option("--reference", "references", multiple=True, metavar="[NAME=]" + "|".join(REFERENCE_MODELS),
+              help="A published reference model (optional [reference] extra); repeat for several.")
+@click.option("--embeddings", "embedding_files", multiple=True, metavar="[NAME=]FILE.npz",
+              help="Precomputed embeddings naming every image of every version (absolute paths); repeat for "
+                   "several.")
+@click.option("--factor", "factors", default="2.0,3.0", show_default=True, callback=_number_list(0, None),
+              help="Occluded versions the FROM way (rectangles) at these factors, a list.")
+@click.option("--ratio", "ratios", default=None, callback=_number_list(0, 1),
+              help="Occluded versions at these mean coverages (alpha occluders), a list such as 0.2,0.4, "
+                   "instead of --factor's.")
+@click.option("--masked/--no-masked", default=True, show_default=True, help="Also a face-masked version.")
+@click.option("--seed", type=int, default=0, show_default=True, help="occgen's seed for every version.")
+@click.option("--workers", type=click.IntRange(0, None), default=None,
+              help="occgen build processes; 0 = all in this process [default: the number of CPU cores]. Never "
+                   "changes the versions.")
+@click.option("--compare-to", default=None, metavar="NAME",
+              help="Paired differences are model - this model [default: the first model].")
+@click.option("--flip", is_flag=True, help="Flip-test fusion: embedding = f(image) + f(mirrored image).")
+@far_option
+@click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
+              help="How TAR@FAR is computed (as alob-eval).")
+@click.option("--batch-size", type=click.IntRange(1, None), default=64, show_default=True, help=BATCH_HELP)
+@click.option("--out", type=click.Path(file_okay=False), default="suite-report", show_default=True,
+              help="Output folder for the report; the built versions (sets/) and finished results (results/) "
+                   "are kept here.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def suite_command(set_specs, checkpoints, which, backend, device, onnx_files, references, embedding_files, factors,
+                  ratios, masked, seed, workers, compare_to, flip, fars, tar_convention, batch_size, out, quiet,
+                  **onnx_args) -> None:
+    bad = [r for r in references if r.partition("=")[2 if "=" in r else 0] not in REFERENCE_MODELS]
+    if bad:
+        raise click.BadParameter(f"{bad[0]}: the reference models are {', '.join(REFERENCE_MODELS)}",
+                                 param_hint="--reference")
+    try:
+        sets = parse_sets(set_specs)
+        models = parse_models({"checkpoint": checkpoints, "onnx": onnx_files, "reference": references,
+                               "embeddings": embedding_files})
+        if compare_to is not None and compare_to not in [m.name for m in models]:
+            raise SuiteError(f"--compare-to {compare_to}: no model of that name")
+        scens = scenarios(factors, ratios, masked)
+        options = {"flip": flip, "fars": list(fars), "tar_convention": tar_convention, "batch_size": batch_size,
+                   "quiet": quiet, "model": {"which": which, "backend": backend, "device": device, **onnx_args}}
+        results, meta = run_suite(sets, models, scens, Path(out), options, {"seed": seed, "workers": _workers(workers)})
+        _report(Path(out), results, meta, sets, scens, models, compare_to, tuple(fars))
+    except UserError as err:
+        raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: finished builds and model x set results are kept in {out}; rerun the same "
+                   "command to resume", err=True)
+        sys.exit(130)

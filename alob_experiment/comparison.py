@@ -49,7 +49,10 @@ def _results(run: Settings, config: str) -> dict:
 
 
 def end_diagnostics(run_dir: Path) -> dict[str, float]:
-    """The last logged training row's mechanism figures and, when validated, the best val accuracy."""
+    """The last logged training row's mechanism figures and, when validated, the best val accuracy
+    (a run saved with no training step, as the zero-shot row, has none)."""
+    if not (run_dir / "metrics.csv").is_file():
+        return {"steps": 0}
     metrics = pd.read_csv(run_dir / "metrics.csv")
     train = metrics[metrics.phase == "train"]
     figures = {k: float(train[k].iloc[-1]) for k in DIAGNOSTICS if k in train.columns and len(train)}

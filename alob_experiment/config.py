@@ -34,10 +34,33 @@ TRAINING_CONFIGS: dict[str, tuple[str, ...]] = {
     "alob-f": ("--variant", "alob-f"),
     "sum": ("--variant", "sum"),
     "concat": ("--variant", "concat"),
+    # with a pretrained --init: the network as it comes (no training step), and the baseline
+    # fine-tuned on the clean training images only
+    "zero-shot": ("--variant", "baseline"),
+    "baseline-clean": ("--variant", "baseline"),
+    # the screening of alob-train's fine-tuning defaults: each changes one of them
+    "baseline-unfrozen": ("--variant", "baseline", "--freeze-until", "none"),
+    "baseline-freeze-7a": ("--variant", "baseline", "--freeze-until", "mixed_7a"),
+    "baseline-lr-mult-1": ("--variant", "baseline", "--backbone-lr-mult", "1"),
+    "baseline-bn-update": ("--variant", "baseline", "--bn-stats", "update"),
+    "baseline-warmup": ("--variant", "baseline", "--head-warmup-steps", "30"),
 }
+
+
+def has_trimmer(config: str) -> bool:
+    """Whether training configuration ``config`` has a Trimmer (any variant but baseline)."""
+    options = TRAINING_CONFIGS[config]
+    return options[options.index("--variant") + 1] != "baseline"
+
+
+NO_TRAINING = ("zero-shot",)  # saved as initialised (alob-train --max-steps 0)
+CLEAN_DATA = ("baseline-clean",)  # trained on the aligned training images, no occluders or masks
 CONFIG_GROUPS = {
     "all": ("baseline", "alob", "alob-g", "alob-f", "sum", "concat"),
     "screen": ("baseline", "alob-shared", "alob-separate", "alob-separate-ramp", "alob-lambda0", "alob-g", "alob-f"),
+    "finetune": ("zero-shot", "baseline-clean", "baseline", "alob", "alob-lambda0"),
+    "finetune-screen": ("zero-shot", "baseline", "baseline-unfrozen", "baseline-freeze-7a", "baseline-lr-mult-1",
+                        "baseline-bn-update", "baseline-warmup"),
 }
 
 
@@ -75,7 +98,7 @@ class Settings:
     aligned: str | None = None  # an existing aligned LFW to reuse instead of aligning
     variants: tuple[str, ...] = ("baseline", "alob")
     backbone: str = "resnet18"
-    train_folds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    train_folds: tuple[int, ...] = (0, 1, 2, 3, 4)  # View-2 folds numbered from 0, as pairs.csv's fold
     mask_fraction: float = 0.5
     seed: int = 0
     workers: int = 2
@@ -86,10 +109,13 @@ class Settings:
     max_steps: int | None = None
     cam_limit: int | None = None
     seeds: tuple[int, ...] = ()  # several: one run per seed (and half), compared pairwise; () = (seed,)
-    both_halves: bool = False  # train on folds 1-5 and test 6-10, then the swap
+    both_halves: bool = False  # train on folds 0-4 and test 5-9, then the swap
     patience: int | None = None  # stop training on a validation plateau (held-out last training fold)
     train_workers: int = 1  # DataLoader workers of each training run (a GPU wants many)
+    device: str = "auto"  # --device of the stages that run a model (align, train, eval)
     pictures: bool = True  # CAM and t-SNE stages (a multi-run experiment makes them for its first run only)
+    init: str | None = None  # a pretrained initialisation (alob-train --init): every run fine-tunes it
+    folds_from: int = 0  # fold numbers count from 0 (pipeline.json files of 0.1 lack this: theirs count from 1)
 
     def runs(self) -> list["Settings"]:
         """The single runs this setting asks for: one per (half, seed), each in its own
@@ -97,12 +123,12 @@ class Settings:
         seeds = self.seeds or (self.seed,)
         halves = [self.train_folds]
         if self.both_halves:
-            halves = [(1, 2, 3, 4, 5), (6, 7, 8, 9, 10)]
+            halves = [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
         if len(seeds) == 1 and len(halves) == 1:
             return [replace(self, seed=seeds[0], seeds=(), both_halves=False)]
         return [replace(self, work=str(Path(self.work) / f"folds-{h[0]}-{h[-1]}" / f"seed-{s}"), train_folds=h,
                         seed=s, seeds=(), both_halves=False, pictures=(h, s) == (halves[0], seeds[0]))
-                for h in halves for s in seeds]
+                for s in seeds for h in halves]  # seed by seed: each finished seed has both halves
 
     def resolved_size(self) -> Size:
         """The named size with this run's overrides applied."""
@@ -120,7 +146,7 @@ class Settings:
 
 # Settings that decide what data is built; a WORK folder keeps them for life.
 DATA_SETTINGS = ("size", "lfw_images", "pairs_txt", "aligned", "train_folds", "train_people", "pairs_per_fold",
-                 "mask_fraction", "seed", "backbone", "seeds", "both_halves", "patience")
+                 "mask_fraction", "seed", "backbone", "seeds", "both_halves", "patience", "init")
 
 
 def data_settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +154,8 @@ def data_settings(values: dict[str, Any]) -> dict[str, Any]:
     resolved: ``--quick`` and ``--quick --train-people 60`` build the same data."""
     data = {key: values.get(key) for key in DATA_SETTINGS}
     data["seeds"], data["both_halves"] = list(data["seeds"] or []), bool(data["both_halves"])  # absent in older files
+    if data["train_folds"] and values.get("folds_from", 1) == 1:  # a 0.1 work folder: folds counted from 1
+        data["train_folds"] = [fold - 1 for fold in data["train_folds"]]
     size = RUN_SIZES.get(data["size"])
     if size is not None:
         if data["train_people"] is None:
@@ -145,4 +173,4 @@ def check_work(settings: Settings) -> None:
         return
     before = data_settings(json.loads(saved.read_text()))
     now = data_settings(json.loads(json.dumps(asdict(settings))))
-    check_same_settings(before, now, settings.work, "use another --work", DATA_SETTINGS)
+    check_same_settings(before, now, settings.work, "use another --out", DATA_SETTINGS)

@@ -7,7 +7,7 @@ Each stage runs the project's own command (``align-faces``, ``occgen``, ``alob-t
 their on-disk formats and every stage can be rerun, inspected or replaced alone.
 
 Protocol: LFW's ten View-2 folds are identity-disjoint. The training set is every image of the
-people in the training folds (default 1–5) with clean:occluded samples 1:2 (occluders and
+people in the training folds (default 0–4, numbered from 0) with clean:occluded samples 1:2 (occluders and
 masks); the test pairs are those of the other folds, scored in four scenarios: Face–Face (both
 clean), Face–Occlusion at FROM's factors 2.0 and 3.0 and Face–Mask (image 2 occluded/masked).
 """
@@ -30,7 +30,7 @@ def prepare(settings: Settings, split: Split) -> None:
     """Write the split and the symlink folders the stages read."""
     work = Path(settings.work)
     write_test_pairs(split, work / "split" / "test_pairs.txt")
-    if split.val_fold:
+    if split.val_fold is not None:
         write_test_pairs(split, work / "split" / "val_pairs.txt", validation=True)
     write_text_atomic(work / "split" / "train_people.txt", "\n".join(split.train_people) + "\n")
     write_json_atomic(work / "split" / "split.json", asdict(split))

@@ -16,8 +16,9 @@ from alob_experiment.lfw import Split
 from alob_experiment.stages import Stage
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}"
+def _percent(value: float | None) -> str:
+    """A fraction as a percentage; "—" for none (a run with no training step has no accuracy)."""
+    return "—" if value is None else f"{100 * value:.2f}"
 
 
 def _paired_difference(a: dict, b: dict) -> tuple[float, float] | None:

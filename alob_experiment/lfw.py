@@ -74,7 +74,7 @@ def download_lfw(dest: Path) -> tuple[Path, Path]:
         download_url(LFW_URL + "pairs.txt", str(dest), md5=LFW_FILES["pairs.txt"])
     except (OSError, RuntimeError) as err:
         raise PipelineError(f"downloading LFW from {LFW_URL} failed ({err}); fetch lfw-deepfunneled.tgz and "
-                            "pairs.txt by hand and pass --lfw-dir") from None
+                            "pairs.txt by hand and pass --data") from None
     found = lfw_layout(dest)
     if found is None:
         raise PipelineError(f"the LFW download in {dest} does not have the expected layout")
@@ -83,12 +83,12 @@ def download_lfw(dest: Path) -> tuple[Path, Path]:
 
 
 def find_lfw(lfw_dir: str | Path | None, work: Path, download: bool = True) -> tuple[Path, Path]:
-    """LFW from ``--lfw-dir``, else ``$ALOB_DATA/lfw``, else a previous download in
+    """LFW from ``--data``, else ``$ALOB_DATA/lfw``, else a previous download in
     ``WORK/lfw``, else downloaded (when the machine is online)."""
     if lfw_dir is not None:
         found = lfw_layout(Path(lfw_dir))
         if found is None:
-            raise PipelineError(f"--lfw-dir {lfw_dir}: expected lfw-deepfunneled/ (identity folders) and pairs.txt there")
+            raise PipelineError(f"--data {lfw_dir}: expected lfw-deepfunneled/ (identity folders) and pairs.txt there")
         return found
     env = [Path(os.environ["ALOB_DATA"]) / "lfw"] if os.environ.get("ALOB_DATA") else []
     for folder in env:
@@ -101,7 +101,7 @@ def find_lfw(lfw_dir: str | Path | None, work: Path, download: bool = True) -> t
         return download_lfw(work / "lfw")
     why = "downloading is off (--no-download)" if not download else "this machine is offline"
     raise PipelineError(f"LFW not found and {why}: put lfw-deepfunneled/ and pairs.txt in {where}, "
-                        "or pass --lfw-dir DIR")
+                        "or pass --data DIR")
 
 
 def _count_images(images: Path, person: str) -> int:
@@ -114,12 +114,12 @@ def _people(pair: Pair) -> tuple[str, str]:
 
 
 def _test_pairs(pairs: list[Pair], folds: list[int], per_fold: int, pairs_txt: Path) -> list[Pair]:
-    """The first ``per_fold`` matched and mismatched pairs of each of ``folds`` (1-based)."""
+    """The first ``per_fold`` matched and mismatched pairs of each of ``folds`` (numbered from 0)."""
     chosen = []
     for fold in folds:
         in_fold = []
         for same in (True, False):
-            in_fold += [p for p in pairs if p.fold + 1 == fold and p.same == same][:per_fold]
+            in_fold += [p for p in pairs if p.fold == fold and p.same == same][:per_fold]
         if len(in_fold) != 2 * per_fold:
             raise PipelineError(f"fold {fold} of {pairs_txt} has fewer than {per_fold} matched and mismatched pairs")
         chosen += in_fold
@@ -127,7 +127,7 @@ def _test_pairs(pairs: list[Pair], folds: list[int], per_fold: int, pairs_txt: P
 
 
 def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size, hold_out: bool = False) -> Split:
-    """Choose the training people (of ``train_folds``, 1-based) and the test pairs (of the other
+    """Choose the training people (of ``train_folds``, numbered from 0 as pairs.csv's ``fold``) and the test pairs (of the other
     folds). With ``size.train_people`` set, the people with most images are kept (ties by name);
     with ``size.pairs_per_fold`` set, the first N matched and N mismatched pairs of each test fold.
     With ``hold_out``, the last training fold is the validation fold instead: its pairs (as many
@@ -136,16 +136,16 @@ def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size
     if parsed.malformed:
         bad = parsed.malformed[0]
         raise PipelineError(f"{pairs_txt}:{bad['line']}: {bad['reason']}")
-    folds = sorted({p.fold + 1 for p in parsed.pairs})
+    folds = sorted({p.fold for p in parsed.pairs})
     if not set(train_folds) < set(folds):
-        raise PipelineError(f"--train-folds {train_folds}: the pairs file has folds {folds[0]}..{folds[-1]}; "
+        raise PipelineError(f"--train-on {train_folds}: the pairs file has folds {folds[0]}..{folds[-1]}; "
                             "leave at least one for testing")
     test_folds = [k for k in folds if k not in train_folds]
     val_fold = train_folds[-1] if hold_out else None
     if hold_out and len(train_folds) < 2:
-        raise PipelineError("a validation fold is held out of --train-folds: give at least two training folds")
+        raise PipelineError("a validation fold is held out of --train-on: give at least two training folds")
     train_folds = [k for k in train_folds if k != val_fold]
-    train = sorted({name for p in parsed.pairs if p.fold + 1 in train_folds for name in _people(p)})
+    train = sorted({name for p in parsed.pairs if p.fold in train_folds for name in _people(p)})
     counts = {name: _count_images(images, name) for name in train}
     train = [n for n in train if counts[n] > 0]
     if size.train_people is not None:
@@ -158,7 +158,7 @@ def plan_split(pairs_txt: Path, images: Path, train_folds: list[int], size: Size
     if overlap:
         raise PipelineError(f"training and test people overlap ({len(overlap)}, e.g. {min(overlap)}): "
                             "the folds of this pairs file are not identity-disjoint")
-    val = _test_pairs(parsed.pairs, [val_fold], per_fold, pairs_txt) if val_fold else []
+    val = _test_pairs(parsed.pairs, [val_fold], per_fold, pairs_txt) if val_fold is not None else []
     val_people = sorted({name for p in val for name in _people(p)})
     images_of = {n: counts.get(n) or _count_images(images, n) for n in [*train, *sorted(test), *val_people]}
     lines = [p.text.strip() for p in chosen]

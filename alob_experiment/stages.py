@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Callable
 
 from alob_common.atomic import write_json_atomic
-from alob_experiment.config import SCENARIOS, TRAINING_CONFIGS, PipelineError, Settings, Size
+from alob_experiment.config import (
+    CLEAN_DATA,
+    NO_TRAINING,
+    SCENARIOS,
+    TRAINING_CONFIGS,
+    PipelineError,
+    Settings,
+    Size,
+    has_trimmer,
+)
 from alob_experiment.lfw import Split
 
 
@@ -46,6 +55,12 @@ def _aligned(settings: Settings) -> Path:
     return Path(settings.aligned) if settings.aligned else Path(settings.work) / "aligned"
 
 
+def _device(settings: Settings) -> list[str]:
+    """``--device`` for the stages that run a model, when the pipeline was given one (else each
+    command's own default, auto)."""
+    return [] if settings.device == "auto" else ["--device", settings.device]
+
+
 VALIDATION_SCENARIO = ["--factor", "2.0", "--blend", "rect"]  # held-out fold's pairs, image 2 occluded
 
 
@@ -55,39 +70,54 @@ def _data_stages(settings: Settings, size: Size) -> list[Stage]:
     work, seed, workers = Path(settings.work), str(settings.seed), str(settings.workers)
     stages = []
     if settings.aligned is None:
-        stages.append(Stage("align", [command("align-faces"), str(work / "lfw-subset"), str(_aligned(settings)),
-                                      "--workers", workers]))
+        stages.append(Stage("align", [command("align-faces"), "--data", str(work / "lfw-subset"),
+                                      "--out", str(_aligned(settings)), "--workers", workers, *_device(settings)]))
     for bench, (_, options) in SCENARIOS.items():
         if options is not None:
             stages.append(Stage(f"build-{bench}", [
-                command("occgen"), "build", "--source", "lfw", "--src", str(work / "test-src"),
+                command("occgen"), "build", "--source", "lfw", "--data", str(work / "test-src"),
                 "--pairs", str(work / "split" / "test_pairs.txt"), "--out", str(work / "data" / bench),
                 *options, "--seed", seed, "--workers", workers]))
     if settings.patience:
         stages.append(Stage("build-val", [
-            command("occgen"), "build", "--source", "lfw", "--src", str(work / "val-src"),
+            command("occgen"), "build", "--source", "lfw", "--data", str(work / "val-src"),
             "--pairs", str(work / "split" / "val_pairs.txt"), "--out", str(work / "data" / "val"),
             *VALIDATION_SCENARIO, "--seed", seed, "--workers", workers]))
     stages.append(Stage("build-train", [
-        command("occgen"), "build", "--source", "folder", "--src", str(work / "train-src"),
+        command("occgen"), "build", "--source", "folder", "--data", str(work / "train-src"),
         "--out", str(work / "data" / "train"), "--kind", "mixed", "--mask-fraction", f"{settings.mask_fraction:g}",
         "--clean-ratio", "1:2", "--copies", str(size.copies), "--seed", seed, "--workers", workers]))
     return stages
 
 
+STEP_BUDGET_EPOCHS = 1000  # with a step budget: an epoch cap that no fine-tuning run reaches
+
+
 def _train_stage(settings: Settings, size: Size, variant: str) -> Stage:
     """Training of one configuration (:data:`TRAINING_CONFIGS`); an interrupted run resumes from
     its last checkpoint. With ``--until-plateau`` it validates on the held-out fold every epoch
-    and stops on the plateau rule, ``--epochs`` being the cap."""
+    and stops on the plateau rule, ``--epochs`` being the cap.
+
+    A fine-tuned comparison (``--init``) with ``--max-steps`` gives every configuration that step
+    budget whatever its data (the clean-only training set is a third of the mixed one) at a constant
+    learning rate: the epochs are no cap then, and no milestone falls inside the run."""
     work, run = Path(settings.work), Path(settings.work) / "runs" / variant
     budget = ["--epochs", str(size.epochs)] + (["--max-steps", str(settings.max_steps)] if settings.max_steps else [])
+    milestones = str(max(1, size.epochs // 2))
+    if settings.init and settings.max_steps:
+        budget, milestones = ["--epochs", str(STEP_BUDGET_EPOCHS), "--max-steps", str(settings.max_steps)], "none"
     if settings.patience:
         budget += ["--val", str(work / "data" / "val"), "--patience", str(settings.patience)]
-    argv = [command("alob-train"), "--data", str(work / "data" / "train"), "--out", str(run),
-            "--backbone", settings.backbone, *TRAINING_CONFIGS[variant], *budget,
-            "--milestones", str(max(1, size.epochs // 2)), "--batch-size", str(size.batch_size),
-            "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard"]
-    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers)]
+    if variant in NO_TRAINING:
+        budget = ["--epochs", "1", "--max-steps", "0"]
+    data = work / "train-src" if variant in CLEAN_DATA else work / "data" / "train"
+    init = ["--init", settings.init] if settings.init else []
+    argv = [command("alob-train"), "--data", str(data), "--out", str(run),
+            "--backbone", settings.backbone, *init, *TRAINING_CONFIGS[variant], *budget,
+            "--milestones", milestones, "--batch-size", str(size.batch_size),
+            "--seed", str(settings.seed), "--workers", str(settings.train_workers), "--no-tensorboard", *_device(settings)]
+    resume = [command("alob-train"), "--out", str(run), "--resume", *budget, "--workers", str(settings.train_workers),
+              *_device(settings)]
     return Stage(f"train-{variant}", argv, resume, str(run / "checkpoints" / "last.pt"))
 
 
@@ -97,28 +127,39 @@ def _eval_stage(settings: Settings, variant: str) -> Stage:
     test_pairs = work / "split" / "test_pairs.txt"
     which = "best" if settings.patience else "last"  # on a plateau run, the epoch validation chose
     argv = [command("alob-eval"), "--checkpoint", str(work / "runs" / variant), "--which", which,
-            "--far", "1e-3", "--far", "1e-2", "--out", str(work / "reports" / variant)]
+            "--far", "1e-3,1e-2", "--out", str(work / "reports" / variant), *_device(settings)]
     for bench in SCENARIOS:
         where = f"{_aligned(settings)}@{test_pairs}" if bench == "lfw" else str(work / "data" / bench)
         argv += ["--bench", f"{bench}={where}"]
     return Stage(f"eval-{variant}", argv)
 
 
+def _diagnose_stage(settings: Settings, variant: str) -> Stage:
+    """The mechanism on every test scenario (``alob-eval diagnose``) for a variant with a Trimmer."""
+    work = Path(settings.work)
+    argv = [command("alob-eval"), "diagnose", "--checkpoint", str(work / "runs" / variant),
+            "--which", "best" if settings.patience else "last", "--out", str(work / "reports" / f"{variant}-diagnostics")]
+    for bench in SCENARIOS:
+        where = f"{_aligned(settings)}@{work / 'split' / 'test_pairs.txt'}" if bench == "lfw" else str(work / "data" / bench)
+        argv += ["--bench", f"{bench}={where}"]
+    return Stage(f"diagnose-{variant}", argv)
+
+
 def _picture_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
     """Grad-CAM of the first variant with a Trimmer, and a t-SNE of five test people."""
     work, stages = Path(settings.work), []
-    with_trimmer = [v for v in settings.variants if v != "baseline"]
+    with_trimmer = [v for v in settings.variants if has_trimmer(v)]
     if with_trimmer:
         argv = [command("alob-eval"), "cam", "--checkpoint", str(work / "runs" / with_trimmer[0]),
-                "--data", str(work / "data" / "lfw-occ-3.0"), "--out", str(work / "reports" / "cam")]
+                "--data", str(work / "data" / "lfw-occ-3.0"), "--out", str(work / "reports" / "cam"), *_device(settings)]
         limit = settings.cam_limit or size.cam_images
         stages.append(Stage("cam", argv + (["--limit", str(limit)] if limit else [])))
     counts = sorted((split.images[p] for p in split.test_people), reverse=True)
     per_identity = min(20, counts[4]) if len(counts) >= 5 else 0
     if per_identity >= 2:  # t-SNE of 5 test people (unseen in training) × up to 20 images
-        argv = [command("alob-eval"), "tsne", "--images", str(work / "test-src"), "--identities", "5",
-                "--per-identity", str(per_identity), "--out", str(work / "reports" / "tsne.png"),
-                "--seed", str(settings.seed)]
+        argv = [command("alob-eval"), "tsne", "--data", str(work / "test-src"), "--identities", "5",
+                "--per-identity", str(per_identity), "--out-file", str(work / "reports" / "tsne.png"),
+                "--seed", str(settings.seed), *_device(settings)]
         for variant in settings.variants:
             argv += ["--checkpoint", str(work / "runs" / variant)]
         stages.append(Stage("tsne", argv))
@@ -127,9 +168,11 @@ def _picture_stages(settings: Settings, split: Split, size: Size) -> list[Stage]
 
 def plan_stages(settings: Settings, split: Split, size: Size) -> list[Stage]:
     """The commands of a run, in order."""
+    with_trimmer = [v for v in settings.variants if has_trimmer(v)]
     return [*_data_stages(settings, size),
             *(_train_stage(settings, size, v) for v in settings.variants),
             *(_eval_stage(settings, v) for v in settings.variants),
+            *(_diagnose_stage(settings, v) for v in with_trimmer if settings.init),
             *(_picture_stages(settings, split, size) if settings.pictures else [])]
 
 

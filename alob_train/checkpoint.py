@@ -128,16 +128,26 @@ def checkpoint_file(run_or_file: str | Path, which: str = "last") -> Path:
     return path / "checkpoints" / f"{which}.pt" if path.is_dir() else path
 
 
-def load_model(run_or_file: str | Path, which: str = "last",
+def resolve_which(run_or_file: str | Path, which: str = "best") -> str:
+    """The checkpoint name a run folder's ``which`` stands for: ``best`` falls back to ``last`` in
+    a run trained without ``--val`` (no ``best.pt``), as in every command."""
+    run = Path(run_or_file)
+    if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
+        return "last"
+    return which
+
+
+def load_model(run_or_file: str | Path, which: str = "best",
                map_location: str | torch.device = "cpu") -> tuple[ALOB, dict[str, Any]]:
     """Rebuild a trained :class:`~alob_train.model.ALOB` in eval mode from a run folder
-    (``checkpoints/<which>.pt``: ``last``, ``best`` or ``epoch_NNN``) or a checkpoint file.
+    (``checkpoints/<which>.pt``: ``best`` by default, falling back to ``last`` when the run has no
+    ``best.pt``, as ``alob-eval --which``; ``last``; or ``epoch_NNN``) or a checkpoint file.
 
     Returns ``(model, config)``, ``config`` being the run's settings (backbone, variant,
     input_size ...), so that an evaluation feeds images of the size the model was trained on.
     Raises :class:`CheckpointError` for a damaged checkpoint.
     """
-    path = checkpoint_file(run_or_file, which)
+    path = checkpoint_file(run_or_file, resolve_which(run_or_file, which))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = load_checkpoint(path, map_location)
@@ -155,8 +165,7 @@ def load_trained(checkpoint: str | Path, which: str = "best") -> tuple[ALOB, dic
     model, its settings and the checkpoint name used; any failure is a one-line
     :class:`CheckpointError`."""
     run = Path(checkpoint)
-    if run.is_dir() and which == "best" and not (run / "checkpoints" / "best.pt").is_file():
-        which = "last"
+    which = resolve_which(run, which)
     try:
         model, cfg = load_model(run, which)
     except (FileNotFoundError, KeyError, RuntimeError) as err:

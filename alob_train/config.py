@@ -25,7 +25,7 @@ from alob_common.settings import check_same_settings
 # Identifier side) starts at 0.001 for the ResNets too, because Adam at 0.01 barely learned in our
 # measurement (docs/BENCHMARKS.md, "alob-train": 7 % vs 27 % training accuracy over steps 121-150
 # on 62 LFW identities). A value that depends on the backbone is a dict keyed by backbone name.
-PAPER_LR = {"resnet18": 0.01, "iresnet18": 0.01, "iresnet50": 0.01, "lightcnn9": 0.001}
+PAPER_LR = {"resnet18": 0.01, "iresnet18": 0.01, "iresnet50": 0.01, "lightcnn9": 0.001, "facenet": 0.01}
 _PAPER_SCHEDULE = {"epochs": 21, "batch_size": 128, "milestones": (10,), "gamma": 0.1, "warmup_epochs": 0.0}
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {**_PAPER_SCHEDULE, "lr_trimmer": PAPER_LR,
@@ -34,6 +34,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_PRESET = "paper"
 _DEFAULT = PRESETS[DEFAULT_PRESET]
+
+# The trunk stage up to which a pretrained backbone is frozen when --freeze-until is not given.
+DEFAULT_FREEZE = {"facenet": "mixed_7a"}
 
 # Settings that do not change what is trained: a resumed run may give them other values.
 RESUMABLE = ("epochs", "max_steps", "workers", "device", "augment_on", "log_every", "save_every", "val", "val_batch_size",
@@ -80,6 +83,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = _DEFAULT["milestones"]
     gamma: float = _DEFAULT["gamma"]
     warmup_epochs: float = _DEFAULT["warmup_epochs"]
+    lr_scaling: str = "none"  # or "linear": under torchrun both rates × the number of processes
     trimmer_weight: float = 1.0
     grl_coeff: float = 1.0
     grl_schedule: str = "constant"
@@ -93,7 +97,7 @@ class TrainConfig:
     jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.05)
     occlude: bool = False
     clean_ratio: str = "1:2"
-    scale_set: str = "1:0.5:5"
+    scale_set: str = "1..5/0.5"
     mask_fraction: float = 0.0
     augment_on: str = "workers"  # or "device": decode clean JPEGs, flip and jitter on the training device
     split: str = "train"
@@ -113,6 +117,15 @@ class TrainConfig:
     progress: bool = True
     threads: int | None = None
     max_bad_samples: int = 10
+    # fine-tuning a pretrained network (alob_train/finetune.py; docs/USAGE.md, "Fine-tuning")
+    # (each default measured: docs/RESULTS.md, "Fine-tuning FaceNet"; none acts with init "scratch")
+    init: str = "scratch"
+    trimmer_init: str = "trunk"  # pretrained trunk, new head; or "scratch"
+    freeze_until: str | None = None  # None: DEFAULT_FREEZE of the backbone when init is pretrained
+    backbone_lr_mult: float = 0.1
+    bn_stats: str = "frozen"  # or "update"
+    head_warmup_steps: int = 0
+    shared_trunk: bool = True
 
     def __post_init__(self) -> None:
         if self.lr_trimmer is None or self.lr_identifier is None:
@@ -234,7 +247,10 @@ def resolve_config(preset: str = DEFAULT_PRESET, overrides: Mapping[str, Any] | 
     rates unless ``lr_trimmer``/``lr_identifier`` are given too). What ``alob-train`` runs."""
     overrides = dict(overrides or {})
     lr = overrides.pop("lr", None)
-    values = preset_values(preset, overrides.get("backbone", TrainConfig.backbone), lr)
+    backbone = overrides.get("backbone", TrainConfig.backbone)
+    values = preset_values(preset, backbone, lr)
+    if overrides.get("init", "scratch") != "scratch" and overrides.get("freeze_until") is None:
+        values["freeze_until"] = DEFAULT_FREEZE.get(backbone)
     return TrainConfig(**{**values, **overrides})
 
 

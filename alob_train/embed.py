@@ -3,11 +3,12 @@
 An *embedder* is any function from a list of RGB uint8 images to an (N, D) array
 (:data:`alob_common.verification.Embedder`); :func:`model_embedder` makes one from a trained
 model, :func:`embed_paths` runs one over files (each image once), :func:`validate_folder`
-scores a folder dataset's pairs with the evaluation protocol.
+scores the pairs of a folder dataset or of an insightface ``.bin`` with the evaluation protocol.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,7 @@ import torch
 from alob_common.images import read_rgb
 from alob_common.pairs import PairsError, pairs_csv_table
 from alob_common.verification import Embedder, cosine_scores, fold_accuracy, verification_folds
+from alob_common.verification_bin import VerificationBinError, load_bin_pairs
 from alob_train.data import DataError
 from alob_train.preprocess import fit_to_input, normalize
 
@@ -77,14 +79,13 @@ def model_embedder(model: torch.nn.Module, input_size: tuple[int, int], device: 
 def validate_folder(model: torch.nn.Module, root: str | Path, input_size: tuple[int, int],
                     device: torch.device | str = "cpu", batch_size: int = 64,
                     channels_last: bool = False) -> dict[str, float]:
-    """``alob-train --val``: verification accuracy of the model on a folder dataset's pairs.csv,
-    with the same protocol as ``alob-eval``."""
-    try:
-        pairs = pairs_csv_table(root)
-    except (PairsError, OSError) as err:
-        raise DataError(f"validation folder {root}: {err}") from None
+    """``alob-train --val``: verification accuracy of the model on a folder dataset's pairs.csv
+    or on an insightface verification ``.bin`` (``root`` a file), with the same protocol as
+    ``alob-eval``."""
+    pairs, images = validation_pairs(root)
     paths = list(dict.fromkeys([*pairs.path1, *pairs.path2]))
-    vectors = embed_paths(model_embedder(model, input_size, device, channels_last), paths, batch_size, progress=False)
+    vectors = embed_paths(model_embedder(model, input_size, device, channels_last), paths, batch_size, progress=False,
+                          images=images)
     scores = cosine_scores(np.stack([vectors[p] for p in pairs.path1]), np.stack([vectors[p] for p in pairs.path2]))
     same = pairs.same.to_numpy(bool)
     folds, _rule = verification_folds(same, pairs.fold.to_numpy())  # the alob-eval rule, one fold included
@@ -92,17 +93,29 @@ def validate_folder(model: torch.nn.Module, root: str | Path, input_size: tuple[
     return {"val_acc": result.mean, "val_std": result.std, "val_pairs": float(len(pairs))}
 
 
+def validation_pairs(root: str | Path):
+    """The pair table of ``--val`` and the encoded images it names that are not files (a ``.bin``'s)."""
+    try:
+        if Path(root).is_file():
+            return load_bin_pairs(root)
+        return pairs_csv_table(root), {}
+    except (PairsError, VerificationBinError, OSError) as err:
+        raise DataError(f"validation set {root}: {err}") from None
+
+
 def embed_paths(embed: Embedder, paths: Sequence[str], batch_size: int = 64, flip: bool = False,
-                progress: bool = True) -> dict[str, np.ndarray]:
+                progress: bool = True, images: dict[str, bytes] | None = None) -> dict[str, np.ndarray]:
     """Embed each image once; with ``flip`` the embedding is the sum over the image and its
-    mirror (flip-test fusion). The next batch is decoded in a background thread while the
-    model embeds the current one."""
+    mirror (flip-test fusion). ``images``: encoded images held in memory by name (a ``.bin``'s),
+    decoded by the same reader as files. The next batch is decoded in a background thread
+    while the model embeds the current one."""
+    held = images or {}
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
     def decode(start: int) -> list[np.ndarray]:
-        return [read_rgb(p) for p in paths[start : start + batch_size]]
+        return [read_rgb(io.BytesIO(held[p]) if p in held else p) for p in paths[start : start + batch_size]]
 
     out: dict[str, np.ndarray] = {}
     starts = range(0, len(paths), batch_size)

@@ -9,6 +9,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from alob_train.checkpoint import (
     save_checkpoint,
     training_state,
 )
+from alob_train.backbones import DEFAULT_INPUT_SIZES
 from alob_train.config import TrainConfig
 from alob_train.data import (
     DataError,
@@ -36,12 +38,13 @@ from alob_train.data import (
 )
 from alob_train.embed import validate_folder
 from alob_train.diagnostics import accuracy, mechanism_diagnostics
+from alob_train.finetune import apply_freezing, calibrate_batch_norms, load_init
 from alob_train.layers import dann_ramp
 from alob_train.metrics_log import MetricsLog, add_to_window, new_window, train_row
 from alob_train.model import ALOB
-from alob_train.optim import build_optimizers, build_schedulers, optimizer_states_to
+from alob_train.optim import build_optimizers, build_schedulers, lr_multiplier, optimizer_states_to
 from alob_train.preprocess import normalize
-from alob_train.runtime import Dist, amp_dtype, init_distributed, setup_device
+from alob_train.runtime import Dist, amp_dtype, init_distributed, run_together, setup_device
 from alob_train.samples import BadSamples
 
 
@@ -80,7 +83,7 @@ def _steps(info: DataInfo, config: TrainConfig, world: int) -> tuple[int, int, i
         raise DataError(f"{info.num_samples} samples are fewer than one batch of {config.batch_size} "
                         f"per process ({world} processes): lower --batch-size")
     total = config.epochs * steps_per_epoch
-    return steps_per_epoch, total, min(total, config.max_steps) if config.max_steps else total
+    return steps_per_epoch, total, min(total, config.max_steps) if config.max_steps is not None else total
 
 
 def _checkpoint_to_resume(config: TrainConfig, info: DataInfo) -> dict[str, Any]:
@@ -101,13 +104,17 @@ def prepare(config: TrainConfig, resume: bool = False) -> tuple[Session, int, fl
     d = init_distributed(config.device)
     device = setup_device(config.device, d.local_rank, config.threads)
     info = open_data(config.data, config.split)
-    config.input_size = tuple(config.input_size or info.first_image().shape[:2])  # type: ignore[assignment]
+    default_size = DEFAULT_INPUT_SIZES.get(config.backbone) or info.first_image().shape[:2]
+    config.input_size = tuple(config.input_size or default_size)  # type: ignore[assignment]
     steps_per_epoch, total_steps, last_step = _steps(info, config, d.world)
     checkpoint = _checkpoint_to_resume(config, info) if resume else None
 
     torch.manual_seed(config.seed)
     model = ALOB.from_config(config, info.num_classes)
-    optimizers = build_optimizers(model, config)
+    if checkpoint is None:
+        load_init(model, config)  # a resumed run carries its own weights
+    apply_freezing(model, config)
+    optimizers = build_optimizers(model, config, d.world)
     schedulers = build_schedulers(optimizers, config, steps_per_epoch)
     amp = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -268,6 +275,7 @@ def _run_record(s: Session, command: list[str] | None, resumed_from: int | None)
     return {
         "tool": "alob-train", "version": __version__, "command": command or sys.argv,
         "config": s.config.to_json(), "world_size": s.d.world, "device": str(s.device),
+        "global_batch": s.config.batch_size * s.d.world, "lr_multiplier": lr_multiplier(s.config, s.d.world),
         "data": {"kind": s.info.kind, "samples": s.info.num_samples, "classes": s.info.num_classes},
         "steps_per_epoch": s.steps_per_epoch, "total_steps": s.total_steps, "resumed_from_step": resumed_from,
     }
@@ -291,12 +299,17 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
     ``--log-every`` steps and writing ``last.pt`` every ``--save-every``."""
     config = s.config
     epoch, in_epoch = divmod(p.step, s.steps_per_epoch)
-    batches = build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank, s.d.world,
-                           pin=s.device.type == "cuda", bad=bad, device=s.device)
+    batches = run_together(s.d, s.device, lambda: build_loader(s.info, config, s.transform, epoch, in_epoch, s.d.rank,
+                                                                 s.d.world, pin=s.device.type == "cuda", bad=bad,
+                                                                 device=s.device))
     s.model.train()
     got = 0
-    for images, labels in batches:
+    # under torchrun every batch is fetched together: a process stopped by its bad samples stops them all
+    while (batch := run_together(s.d, s.device, partial(next, batches, None))) is not None:
+        images, labels = batch
         got += 1
+        if p.step == 0 and config.bn_stats == "update" and config.init != "scratch":
+            calibrate_batch_norms(s.model, config, normalize(images.to(s.device)))
         logged = (p.step + 1) % config.log_every == 0 or (p.step + 1) in (s.last_step, s.steps_per_epoch * (epoch + 1))
         stats, coeff, diag = train_step(s, images, labels, p.step, diagnose=logged)
         p.step += 1
@@ -310,8 +323,14 @@ def _train_epoch(s: Session, p: Progress, log: MetricsLog | None, bar: tqdm, bad
         if config.save_every and p.step % config.save_every == 0:
             save(s, ["last.pt"], p.step, p.best)
     del batches
+    run_together(s.d, s.device, lambda: _read_some(got, config.data))
+
+
+def _read_some(got: int, data: str) -> bool:
+    """True when this process trained on ``got`` > 0 batches this epoch, else :class:`DataError`."""
     if got == 0:
-        raise DataError(f"no training sample could be read from {config.data}")
+        raise DataError(f"no training sample could be read from {data}")
+    return True
 
 
 def _summary(s: Session, p: Progress, first_step: int, seconds: float) -> dict[str, Any]:
@@ -349,6 +368,8 @@ def train(config: TrainConfig, resume: bool = False, command: list[str] | None =
                 bar.write(f"validation accuracy has not risen for {config.patience} epochs: stopped at step {p.step}")
                 p.stopped_on_plateau = True
                 break
+        if s.last_step == 0 and not resume:
+            save(s, ["last.pt"], 0, None)  # --max-steps 0: the initialised model itself, for evaluation
     finally:
         bar.close()
         if log is not None:

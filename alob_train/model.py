@@ -28,6 +28,7 @@ from torch import nn
 
 from alob_train.backbones import build_backbone
 from alob_train.config import TrainConfig
+from alob_train.finetune import shared_stage_count
 from alob_train.layers import CosFace, GradientReversal, project_out
 
 VARIANTS = ("alob", "alob-g", "alob-f", "sum", "concat", "baseline")
@@ -50,6 +51,7 @@ class ALOB(nn.Module):
         grl_coeff: float = 1.0,
         s: float = 30.0,
         m: float = 0.4,
+        shared_stages: int = 0,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -65,6 +67,9 @@ class ALOB(nn.Module):
         self.classifier = CosFace(self.embedding_dim, num_classes, s, m)
         separate = self.trimmer is not None and (classifier == "separate" or variant == "concat")
         self.trimmer_classifier = CosFace(dim, num_classes, s, m) if separate else None
+        # leading trunk stages computed once for both networks (frozen and equal in both: fine-tuning)
+        self.shared_stages = shared_stages if self.trimmer is not None else 0
+        self.kept_in_eval: list[nn.Module] = []  # frozen modules that stay in eval mode when training
 
     @classmethod
     def from_config(cls, config: TrainConfig, num_classes: int) -> "ALOB":
@@ -73,7 +78,15 @@ class ALOB(nn.Module):
             raise ValueError("the config's input_size must be set (the engine sets it from the data)")
         return cls(num_classes, config.backbone, config.variant, tuple(config.input_size), config.dim,
                    config.dropout, config.classifier, config.detach_fpp, config.grl_coeff, config.scale,
-                   config.margin)
+                   config.margin, shared_stage_count(config))
+
+    def train(self, mode: bool = True) -> "ALOB":
+        """As ``nn.Module.train``, but the frozen modules of a fine-tuned run stay in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self.kept_in_eval:
+                module.eval()
+        return self
 
     def set_grl_coeff(self, coeff: float) -> None:
         """Set the GRL's C (the engine calls this every step when a ramp is used)."""
@@ -83,10 +96,16 @@ class ALOB(nn.Module):
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(e, f, fm): the variant's embedding, the Identifier's feature and the Trimmer's
         (None for baseline)."""
-        f = self.identifier(x)
-        if self.trimmer is None:
-            return f, f, None
-        fm = self.trimmer(x)
+        if self.shared_stages:
+            k = self.shared_stages
+            shared = self.identifier.trunk[:k](x)
+            f = self.identifier.head(self.identifier.trunk[k:](shared))
+            fm = self.trimmer.head(self.trimmer.trunk[k:](shared))
+        else:
+            f = self.identifier(x)
+            if self.trimmer is None:
+                return f, f, None
+            fm = self.trimmer(x)
         if self.variant in ("alob", "alob-g"):
             e = project_out(f, fm, detach=self.detach_fpp)
         elif self.variant == "alob-f":

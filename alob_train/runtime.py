@@ -1,14 +1,19 @@
-"""Where a run executes: the torchrun process group, the device and mixed precision."""
+"""Where a run executes: the torchrun process group, the device and mixed precision, and
+:func:`run_together`, which lets a process's error stop every process of the group at once."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from alob_common.errors import UserError
 from alob_train.data import DataError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,35 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+class RunStopped(UserError):
+    """Under torchrun: one process met an error (too many bad samples, unreadable data), and every
+    process stops with the same one-line message naming that process and its error."""
+
+    def __init__(self, message: str, origin: int) -> None:
+        super().__init__(message)
+        self.origin = origin  # the rank whose error stopped the run
+
+
+def run_together(d: Dist, device: torch.device, work: Callable[[], T | None]) -> T | None:
+    """``work()`` in every process of the group at once (the same call in each), so that no process
+    is left waiting in a collective for one that stopped. When ``work`` raises a
+    :class:`UserError` in any process, every process raises :class:`RunStopped` with the message
+    of the lowest such rank; when it returns None in any process (its data ran out), every
+    process gets None. With one process: ``work()``, its errors as they are."""
+    if d.world <= 1:
+        return work()
+    try:
+        result, error = work(), None
+    except UserError as err:
+        result, error = None, err
+    flags = torch.tensor([float(error is not None), float(result is None)], device=device)
+    dist.all_reduce(flags)
+    failed, ended = flags.tolist()
+    if failed:
+        messages: list[str | None] = [None] * d.world
+        dist.all_gather_object(messages, None if error is None else str(error))
+        origin = next(rank for rank, message in enumerate(messages) if message is not None)
+        raise RunStopped(f"process {origin} of {d.world} stopped the run: {messages[origin]}", origin)
+    return None if ended else result

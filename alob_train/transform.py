@@ -40,18 +40,18 @@ ON_THE_FLY_MASKS = MaskConfig(landmarks="model")
 class OnTheFlyOcclusion:
     """``--occlude``: each training sample stays clean with probability ``clean_fraction``, else
     gets one occluder by ``occgen.occlude`` at a factor occgen draws from ``scales`` (FROM's
-    training recipe: clean:occluded 1:2, factors 1:0.5:5) or, with probability
+    training recipe: clean:occluded 1:2, factors 1..5/0.5) or, with probability
     ``mask_fraction`` of the occluded ones, a face mask by ``occgen.mask_face`` (as ``occgen
     build --kind mixed --mask-fraction``)."""
 
     clean_fraction: float = 1 / 3
-    scales: tuple[float, ...] = parse_scale_set("1:0.5:5")
+    scales: tuple[float, ...] = parse_scale_set("1..5/0.5")
     mask_fraction: float = 0.0
 
     @staticmethod
     def parse(clean_ratio: str, scale_set: str, mask_fraction: float = 0.0) -> "OnTheFlyOcclusion":
-        """From ``--clean-ratio`` (``"1:2"``, clean:occluded), ``--scale-set`` (``"1:0.5:5"``,
-        start:step:stop inclusive, or ``"1,2,3"``), read by occgen's own parsers, and
+        """From ``--clean-ratio`` (``"1:2"``, clean:occluded), ``--scale-set`` (``"1..5/0.5"``, both
+        ends included, or ``"1,2,3"``), read by occgen's own parsers, and
         ``--mask-fraction`` (0..1)."""
         try:
             clean_fraction = parse_clean_ratio(clean_ratio)

@@ -53,7 +53,7 @@ def build_shards(src: Path, images: int, out: Path) -> Path:
             (link / folder.name).mkdir(parents=True, exist_ok=True)
             (link / folder.name / image.name).symlink_to(image)
             count += 1
-    subprocess.run([sys.executable, "-m", "occgen.cli", "build", "--source", "folder", "--src", str(link),
+    subprocess.run([sys.executable, "-m", "occgen.cli", "build", "--source", "folder", "--data", str(link),
                     "--out", str(out / "shards"), "--format", "shards", "--clean-ratio", "1:0",
                     "--shard-size", "500", "--workers", "1", "--quiet"], check=True, cwd=ROOT,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -45,6 +45,7 @@ from occgen.build_config import (
     dataset_name,
     prepare_config,
 )
+from occgen.build_inputs import INPUT_KEYS, check_same_inputs, identify_inputs, relative_to_out
 from occgen.build_plan import (
     MANIFEST_COLUMNS,
     SPLIT,
@@ -126,7 +127,8 @@ def _first_image(source: str, src: Path, name: str) -> np.ndarray | None:
 
 
 def _check_settings(out: Path, config: BuildConfig, overwrite: bool) -> None:
-    """A rerun into an existing OUT must use the settings it was made with."""
+    """A rerun into an existing OUT must use the settings it was made with, and inputs
+    (``--pairs``, ``--occluders``) with the same content, wherever they lie now."""
     meta = out / "dataset.json"
     if not meta.exists() or overwrite:
         return
@@ -135,7 +137,10 @@ def _check_settings(out: Path, config: BuildConfig, overwrite: bool) -> None:
     except ValueError:
         return
     if old is not None:
-        check_same_settings(old, json.loads(json.dumps(config.settings())), str(out), "use --overwrite or another OUT")
+        new = identify_inputs(json.loads(json.dumps(config.settings())), out)
+        check_same_settings({k: v for k, v in old.items() if k not in INPUT_KEYS},
+                            {k: v for k, v in new.items() if k not in INPUT_KEYS}, str(out), "use --overwrite or another OUT")
+        check_same_inputs(old, new, out)
 
 
 def _shared_tables(config: BuildConfig, first: np.ndarray | None) -> dict | None:
@@ -264,7 +269,7 @@ def _write_pairs(out: Path, ok: pd.DataFrame, pairs: Pairs) -> dict:
             continue
         rows.append({"path1": clean[a], "path2": occl[b], "same": int(pair.same), "fold": pair.fold})
     write_bytes_atomic(out / "pairs.csv", pd.DataFrame(rows, columns=["path1", "path2", "same", "fold"]).to_csv(index=False).encode())
-    return {"file": str(pairs.path), "read": len(pairs.pairs), "written": len(rows), "skipped": skipped,
+    return {"file": relative_to_out(pairs.path, out), "read": len(pairs.pairs), "written": len(rows), "skipped": skipped,
             "folds": pairs.folds, "malformed": pairs.malformed}
 
 
@@ -272,7 +277,7 @@ def _write_json(out: Path, job: Job, config: BuildConfig, summary: dict, inputs:
     """``dataset.json``: what was built, from what, with which settings, and the summary."""
     data = {"tool": "occgen build", "version": __version__, "name": dataset_name(config, job.src),
             "complete": summary.get("complete", False), "command": job.command, "source": str(job.src),
-            "settings": config.settings(), "seed": config.seed}
+            "settings": identify_inputs(config.settings(), out), "seed": config.seed}
     if inputs is not None:
         data["inputs"] = inputs
     data.update({k: v for k, v in summary.items() if k != "complete"})

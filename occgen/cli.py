@@ -3,20 +3,13 @@ manage the occluder library (``assets``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import click
-import cv2
 
-from alob_common.atomic import write_bytes_atomic
-from alob_common.errors import UserError
 from alob_common.images import ImageScan
-from occgen.assets_gen import write_library
+from alob_common.vocabulary import OldSyntax, Renamed, VocabCommand, version_option
 from occgen.build import build as run_build
 from occgen.build_config import (
     DEFAULT_CLEAN_RATIO,
@@ -31,42 +24,31 @@ from occgen.build_config import (
     default_occlusion,
     default_workers,
 )
+from occgen.cli_tools import CONTEXT, assets, one_line_errors, preview, to_bin, warn
 from occgen.face_landmarks import LANDMARK_METHODS, dlib_predictor
-from occgen.library import (
-    OccgenError,
-    default_library_path,
-    library_or_default,
-    load_library,
-)
+from occgen.library import OccgenError, library_or_default
 from occgen.masks import MASK_TYPES, MaskConfig, parse_mask_types
 from occgen.masktheface import load_templates
-from occgen.preview import preview as run_preview
-from occgen.sheet import library_sheet
-from occgen.synth import RATIO_SOLVERS, OcclusionConfig, parse_clean_ratio, parse_scale_set
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
+from occgen.synth import (
+    RATIO_SOLVERS,
+    OcclusionConfig,
+    is_old_scale_set,
+    modern_scale_set,
+    parse_clean_ratio,
+    parse_scale_set,
+)
 
 @click.group(context_settings=CONTEXT)
+@version_option
 def main() -> None:
     """Occlusion synthesis for aligned face crops (FROM's LFW-OCC and training sets, and better).
 
     \b
     occgen build    occlude an aligned folder, an insightface pack or .bin into a dataset
-    occgen to-bin   a folder dataset's pairs.csv as an insightface verification .bin
+    occgen to-bin   a folder dataset's pairs.csv as an insightface verification .bin file
     occgen preview  contact sheet of a built dataset with mask outlines
     occgen assets   list, draw or regenerate the occluder library
     """
-
-
-@contextmanager
-def _one_line_errors(prefix: str = "") -> Iterator[None]:
-    """Report a problem with the user's input or settings (any UserError: occgen's, a pair
-    list's, a changed-settings refusal) as a one-line error with exit code 1, no traceback."""
-    try:
-        yield
-    except UserError as err:
-        raise click.ClickException(f"{prefix}{err}") from None
 
 
 def _categories(ctx, param, value: str | None):
@@ -88,7 +70,7 @@ def _clean_ratio(ctx, param, value: str) -> float:
 
 
 def _size_mode_help() -> str:
-    """``--ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder``, from DEFAULT_SIZE_MODE."""
+    """``--ratio 0.52 for lfw, --scale-set 1..5/0.5 for folder``, from DEFAULT_SIZE_MODE."""
     return ", ".join(f"--{key.replace('_', '-')} {value} for {source}"
                      for source, mode in DEFAULT_SIZE_MODE.items() for key, value in mode.items())
 
@@ -96,24 +78,27 @@ def _size_mode_help() -> str:
 BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
 
     Size mode: one of --factor, --scale-set, --ratio [default: {_size_mode_help()}]; occluders
-    only, --kind mask has its own options (--mask-*, --landmarks). Outputs (described in README.md):
-    OUT/manifest.csv (one row per output and per failed input), OUT/dataset.json (settings,
-    counts, coverage mean and spread, the files in SRC that are not images), OUT/pairs.csv (lfw,
-    bin) or OUT/classes.csv (folder, rec). Reruns resume.
+    only, --kind mask has its own options (--mask-*, --landmarks). Outputs, in the --out folder
+    (field by field in docs/FORMATS.md): manifest.csv (one row per output and per failed input),
+    dataset.json (settings, counts, coverage mean and spread, the input files that are not
+    images), pairs.csv (lfw, bin) or classes.csv (folder, rec). Reruns resume.
 
     \b
     Examples:
-      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-3.0 --factor 3.0 --blend rect
-      occgen build --source lfw --src lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
-      occgen build --source folder --src casia-aligned --out casia-occ --scale-set 1:0.5:5 --copies 1
-      occgen build --source lfw --kind mask --src lfw-aligned --pairs pairs.txt --out lfw-masked
-      occgen build --source folder --kind mixed --mask-fraction 0.5 --src casia-aligned --out casia-mixed
-      occgen build --source rec --src faces_webface_112x112 --out webface-occ --format rec
-      occgen build --source bin --src faces_webface_112x112/lfw.bin --out lfw-bin-occ --ratio 0.52
+      occgen build --source lfw --data lfw-aligned --pairs pairs.txt --out lfw-occ-3.0 --factor 3.0 --blend rect
+      occgen build --source lfw --data lfw-aligned --pairs pairs.txt --out lfw-occ-r0.52 --ratio 0.52
+      occgen build --source folder --data casia-aligned --out casia-occ --scale-set 1..5/0.5 --copies 1
+      occgen build --source lfw --kind mask --data lfw-aligned --pairs pairs.txt --out lfw-masked
+      occgen build --source folder --kind mixed --mask-fraction 0.5 --data casia-aligned --out casia-mixed
+      occgen build --source rec --data faces_webface_112x112 --out webface-occ --format rec
+      occgen build --source bin --data faces_webface_112x112/lfw.bin --out lfw-bin-occ --ratio 0.52
     """
 
 
-@main.command(context_settings=CONTEXT, help=BUILD_HELP)
+@main.command(cls=VocabCommand, context_settings=CONTEXT, help=BUILD_HELP,
+              renamed=[Renamed("--src", "--data"), Renamed("--pick", "--pick-occluder")],
+              old_syntax=[OldSyntax("--scale-set", is_old_scale_set, modern_scale_set)])
+@version_option
 @click.option("--kind", type=click.Choice(KINDS), default=BuildConfig.kind, show_default=True,
               help="occluder: FROM-style occluders. mask: landmark-fitted face masks (LFW-Masked with --source lfw). "
                    "mixed: each occluded sample gets a mask with probability --mask-fraction, else an occluder.")
@@ -133,16 +118,18 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
                    "folder: any identity-folder tree to a training set with clean and occluded samples. "
                    "rec: an insightface pack to a training set (identities from its labels). "
                    "bin: an insightface verification .bin to an evaluation set like lfw (its pairs and folds).")
-@click.option("--src", required=True, type=click.Path(),
-              help="Aligned folder (align-faces output or any identity tree); for rec a pack folder (train.rec, "
+@click.option("--data", "src", required=True, type=click.Path(),
+              help="Input: an aligned folder (align-faces output or any identity tree); for rec a pack folder (train.rec, "
                    "train.idx, property) or a .rec; for bin a .bin file.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output folder [default: the dataset's conventional name in the current folder, e.g. lfw-occ-3.0, "
                    "lfw-occ-r0.52].")
-@click.option("--pairs", type=click.Path(dir_okay=False), help="LFW pairs.txt (View 2) for --source lfw; writes OUT/pairs.csv.")
+@click.option("--pairs", type=click.Path(dir_okay=False), help="LFW pairs.txt (View 2) for --source lfw; writes pairs.csv in --out.")
 @click.option("--factor", type=click.FloatRange(min=0, min_open=True),
               help="FROM-exact: resize each occluder to FACTOR × its native size (capped at W-1 × H-1); e.g. 2.0 or 3.0.")
-@click.option("--scale-set", help="FROM's training recipe: factor drawn per image from START:STEP:STOP, e.g. 1:0.5:5.")
+@click.option("--scale-set", help="FROM's training recipe: the factor drawn per image from a list, e.g. 1..5/0.5 "
+                                  "(1 to 5 in steps of 0.5, both ends included) or 2,3 [default for --source "
+                                  "folder and rec, when no other size mode is given: 1..5/0.5].")
 @click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Target coverage: occluders cover RATIO of the crop on average, e.g. 0.52 (LFW-OCC-3.0) or 0.4309 (2.0).")
 @click.option("--ratio-spread", type=click.FloatRange(0, 0.3), default=OcclusionConfig.ratio_spread, show_default=True,
@@ -159,7 +146,7 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
 @click.option("--true-mask", is_flag=True,
               help="With --factor/--scale-set and --blend rect: save the exact pasted rectangle instead of FROM's mask "
                    "(FROM clips the mask at W-1/H-1, missing the last column/row).")
-@click.option("--pick", type=click.Choice(["category", "file"]), default=OcclusionConfig.pick, show_default=True,
+@click.option("--pick-occluder", "pick", type=click.Choice(["category", "file"]), default=OcclusionConfig.pick, show_default=True,
               help="Which occluder: a category uniformly then a file in it, or any file uniformly (FROM; the same "
                    "for the bundled library, whose categories are all the same size).")
 @click.option("--categories", callback=_categories, help="Comma-separated occluder categories to use [default: all].")
@@ -174,17 +161,22 @@ BUILD_HELP = f"""Occlude an aligned face folder into a dataset.
               help="folder (images/, masks/), shards (WebDataset tars) or rec (an insightface pack: train.rec, "
                    "train.idx, property; training sets only) [default: "
                    + ", ".join(f"{fmt} for {source}" for source, fmt in DEFAULT_FORMAT.items()) + "].")
-@click.option("--image-format", type=click.Choice(["jpg", "png"]), default=BuildConfig.image_format, show_default=True)
-@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=BuildConfig.jpeg_quality, show_default=True)
+@click.option("--image-format", type=click.Choice(["jpg", "png"]), default=BuildConfig.image_format, show_default=True,
+              help="File type of the written images: jpg (small) or png (lossless, several times larger).")
+@click.option("--jpeg-quality", type=click.IntRange(50, 100), default=BuildConfig.jpeg_quality, show_default=True,
+              help="JPEG quality of the written images (with --image-format jpg).")
 @click.option("--shard-size", type=click.IntRange(1, None), default=BuildConfig.unit_size, show_default=True,
               help="Samples per unit of work (one tar in shard form).")
 @click.option("--seed", type=int, default=BuildConfig.seed, show_default=True,
               help="Every sample's randomness comes from (seed, its key).")
 @click.option("--workers", type=click.IntRange(0, None), default=None,
-              help="Processes [default: number of CPU cores]; 0 = in this process. Never changes the output.")
+              help="Worker processes; 0 = all in this process [default: the number of CPU cores]. Never changes "
+                   "the output.")
 @click.option("--shard-index", type=click.IntRange(0, None), default=0, show_default=True,
               help="This job's part when the build is split over --num-shards jobs (array jobs).")
-@click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True)
+@click.option("--num-shards", type=click.IntRange(1, None), default=1, show_default=True,
+              help="Split the build over this many jobs (array jobs, several machines sharing --out), each "
+                   "started with its own --shard-index.")
 @click.option("--overwrite", is_flag=True, help="Rebuild everything instead of resuming finished units.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, src, out, pairs, factor, scale_set,
@@ -204,10 +196,10 @@ def build(kind, mask_types, mask_templates, mask_fraction, landmarks, source, sr
     out = out or dataset_name(config, src)
     job = Job(src, out, config, shard_index, num_shards, default_workers() if workers is None else workers, sys.argv)
     try:
-        with _one_line_errors():
+        with one_line_errors():
             if kind != "mask":
                 library = library_or_default(occluders)
-                _warn(library.problems)
+                warn(library.problems)
                 library.subset(categories)
             summary = run_build(job, progress=not quiet, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -235,9 +227,9 @@ def _mask_config(kind: str, mask_types: tuple[str, ...] | None, mask_templates: 
     asked for, so a problem shows before any work."""
     if kind == "occluder" and (mask_types or mask_templates):
         raise click.UsageError("--mask-types and --mask-templates need --kind mask or --kind mixed")
-    with _one_line_errors():
+    with one_line_errors():
         if mask_templates:
-            _warn(load_templates(mask_templates).problems)
+            warn(load_templates(mask_templates).problems)
         if landmarks == "dlib" and dlib_predictor() is None:
             raise OccgenError("--landmarks dlib: dlib or its 68-point model (face_recognition_models) is not installed")
     return MaskConfig(types=mask_types or MaskConfig().types, landmarks=landmarks,
@@ -246,11 +238,6 @@ def _mask_config(kind: str, mask_types: tuple[str, ...] | None, mask_templates: 
 
 def _absolute(path: str | None) -> str | None:
     return os.path.abspath(path) if path else None
-
-
-def _warn(problems: list[str]) -> None:
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
 
 
 def _report(summary: dict, src: str, out: str) -> None:
@@ -291,105 +278,9 @@ def _report_pairs(p: dict, out: str) -> None:
         click.echo(f"warning: {len(p['skipped']) - 5} more pairs skipped (see dataset.json)", err=True)
 
 
-@main.command("to-bin", context_settings=CONTEXT)
-@click.argument("dataset", type=click.Path(file_okay=False))
-@click.argument("out", type=click.Path(dir_okay=False))
-def to_bin(dataset, out) -> None:
-    """Write DATASET's pairs.csv as an insightface verification .bin OUT: for each pair, the path1
-    and path2 files as stored (e.g. clean image 1, occluded image 2) and its same flag.
-
-    
-    Example (an occluded LFW for insightface's or arcface_torch's verification code):
-      occgen to-bin lfw-occ-r0.52 lfw-occ-r0.52.bin
-    """
-    from alob_common.pairs import pairs_csv_table
-    from alob_common.verification_bin import write_pairs_bin
-
-    with _one_line_errors():
-        if not (Path(dataset) / "pairs.csv").is_file():
-            raise OccgenError(f"{dataset}: no pairs.csv (build it with occgen build --source lfw --pairs or --source bin)")
-        try:
-            table = pairs_csv_table(dataset)
-        except (OSError, ValueError) as err:
-            raise OccgenError(f"cannot read {dataset}/pairs.csv: {err}") from None
-        if table.empty:
-            raise OccgenError(f"{dataset}/pairs.csv holds no pair")
-        try:
-            contiguous = write_pairs_bin(out, table)
-        except OSError as err:
-            raise OccgenError(f"cannot write {out}: {err.strerror or err}") from None
-    if not contiguous:
-        click.echo("warning: pairs.csv's folds are not 10 contiguous folds of its pairs; insightface will cut "
-                   "the .bin into those, so its fold figures differ", err=True)
-    click.echo(f"wrote {len(table)} pairs ({2 * len(table)} images) to {out}")
-
-
-@main.command(context_settings=CONTEXT)
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write [default: DATASET/preview.png].")
-@click.option("--count", type=click.IntRange(1, 1000), default=48, show_default=True, help="Samples shown.")
-@click.option("--cols", type=click.IntRange(1, 100), default=12, show_default=True)
-@click.option("--scale", type=click.IntRange(1, 8), default=2, show_default=True, help="Pixel magnification.")
-@click.option("--kind", type=click.Choice(["occluder", "mask", "clean", "all"]), default=None,
-              help="Which samples [default: mask for a masked dataset, else occluder].")
-@click.option("--by-type", is_flag=True, help="Folder form: one row of COLS samples per mask type (occluder category).")
-@click.option("--category", help="Folder form: only this mask type (or occluder category), e.g. N95.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which samples are drawn.")
-def preview(dataset, out, count, cols, scale, kind, by_type, category, seed) -> None:
-    """Write a contact sheet of a built DATASET (folder form or shards) with red mask outlines.
-
-    \b
-    Example (one row per mask type):
-      occgen preview lfw-masked --by-type --cols 8 --out masks-by-type.png
-    """
-    try:
-        kind = kind or _default_preview_kind(dataset)
-        path = run_preview(dataset, out, count, cols, seed, scale, kind, by_type, category)
-    except (UserError, OSError, KeyError, ValueError) as err:
-        raise click.ClickException(f"cannot preview {dataset}: {err}") from None
-    click.echo(f"wrote {path}")
-
-
-def _default_preview_kind(dataset: str) -> str:
-    """``mask`` for a masked dataset (its dataset.json says kind mask), else ``occluder``."""
-    meta = Path(dataset) / "dataset.json"
-    settings = json.loads(meta.read_text() or "{}").get("settings", {}) if meta.exists() else {}
-    return "mask" if settings.get("kind") == "mask" else "occluder"
-
-
-@main.command(context_settings=CONTEXT)
-@click.option("--occluders", type=click.Path(file_okay=False), help="Library to list [default: the bundled one].")
-@click.option("--regenerate", is_flag=True, help="Redraw the bundled library with the deterministic generator.")
-@click.option("--out", type=click.Path(file_okay=False),
-              help="With --regenerate: where to write [default: the bundled library's folder, assets/occluders].")
-@click.option("--sheet", type=click.Path(dir_okay=False), help="Also write a contact sheet PNG of the library.")
-def assets(occluders, regenerate, out, sheet) -> None:
-    """List the occluder library (category, file, size, placement hint), or --regenerate it."""
-    with _one_line_errors():
-        if regenerate:
-            occluders = str(_regenerate_library(out))
-        library = load_library(occluders) if occluders else load_library(default_library_path())
-    _warn(library.problems)
-    table = library.table()
-    for category, group in table.groupby("category", sort=True):
-        sizes = ", ".join(f"{w}x{h}" for w, h in zip(group["width"], group["height"], strict=True))
-        click.echo(f"{category:<12} {len(group):>3}  hint {group['hint'].iloc[0]:<8}  sizes (WxH) {sizes}")
-    click.echo(f"{len(table)} occluders in {table['category'].nunique()} categories: {library.root}")
-    if sheet:
-        _, buf = cv2.imencode(".png", library_sheet(library.occluders)[:, :, ::-1])
-        write_bytes_atomic(sheet, buf.tobytes())
-        click.echo(f"wrote {sheet}")
-
-
-def _regenerate_library(out: str | None) -> Path:
-    """Redraw the library into ``out`` (default: the checkout's assets/occluders); returns where."""
-    checkout = Path(__file__).resolve().parents[1] / "assets" / "occluders"
-    if not out and not (checkout / "index.csv").exists():
-        raise OccgenError("not running from a source checkout: give --out DIR for the regenerated library")
-    target = Path(out) if out else checkout
-    index = write_library(target)
-    click.echo(f"drew {len(index)} occluders in {index['category'].nunique()} categories into {target}")
-    return target
+main.add_command(to_bin)
+main.add_command(preview)
+main.add_command(assets)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Size modes
       (W - 1, H - 1); its centre (cx, cy) is drawn uniformly over the image and the rectangle spans
       ``[c - n // 2, c + (n + 1) // 2)`` on each axis, so it may hang off the edge.
     * ``scale_set``: as ``factor``, with the factor drawn per image from a set such as
-      {1, 1.5, …, 5} (FROM's training recipe "1:0.5:5").
+      {1, 1.5, …, 5} (FROM's training recipe, written ``1..5/0.5``).
     * ``ratio``: a target coverage t is drawn per image (mean ``ratio``, standard deviation
       ``ratio_spread``, a Beta distribution) and the occluder's scale is solved so that its mask
       covers t of the crop, whatever its native pixel size; the dataset's mean coverage is ``ratio``.
@@ -37,15 +37,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alob_common.vocabulary import parse_list
 from occgen.library import Occluder, OccluderLibrary, default_library
 from occgen.placement import centre, face_points, paste
 from occgen.ratio_curve import curve_best, curve_occlude
 from occgen.ratio_search import search_best, search_occlude
 
 __all__ = ["FROM_TRAINING_SCALE_SET", "RATIO_SOLVERS", "OcclusionConfig", "calibrated_mean", "face_points",
-           "from_rectangle", "occlude", "parse_clean_ratio", "parse_scale_set", "paste"]
+           "from_rectangle", "is_old_scale_set", "modern_scale_set", "occlude", "parse_clean_ratio",
+           "parse_scale_set", "paste"]
 
-FROM_TRAINING_SCALE_SET = "1:0.5:5"  # FROM's training recipe: a factor drawn per image from 1, 1.5, ..., 5
+FROM_TRAINING_SCALE_SET = "1..5/0.5"  # FROM's training recipe: a factor drawn per image from 1, 1.5, ..., 5
 RATIO_SOLVERS = ("curve", "search")  # ratio mode: precomputed coverage tables (default), the original search
 
 
@@ -99,18 +101,32 @@ class OcclusionConfig:
 
 
 def parse_scale_set(text: str) -> tuple[float, ...]:
-    """``"1:0.5:5"`` (start:step:stop, inclusive) or ``"1,2,3"`` → a tuple of factors."""
+    """A scale set in the one list syntax (``"1..5/0.5"``: 1 to 5 in steps of 0.5, both ends
+    included; ``"2,3"``; ``"1..2/0.5,4"``) → a tuple of factors. The deprecated MATLAB-order
+    ``"1:0.5:5"`` (start:step:stop) is still read."""
     text = text.strip()
     try:
-        if ":" in text:
+        if is_old_scale_set(text):
             start, step, stop = (float(v) for v in text.split(":"))
             if step <= 0 or stop < start:
                 raise ValueError
             count = int(np.floor((stop - start) / step + 1e-9)) + 1
             return tuple(round(start + k * step, 10) for k in range(count))
-        return tuple(float(v) for v in text.split(","))
+        return tuple(float(v) for v in parse_list(text, float))
     except ValueError:
-        raise ValueError(f"bad scale set {text!r}: use start:step:stop such as 1:0.5:5, or 1,2,3") from None
+        raise ValueError(f"bad scale set {text!r}: use FIRST..LAST/STEP such as 1..5/0.5 (1 to 5 in steps of "
+                         "0.5, both ends included), or a list such as 2,3") from None
+
+
+def is_old_scale_set(text: str) -> bool:
+    """Whether a scale set is written the deprecated way, ``START:STEP:STOP``."""
+    return ":" in text
+
+
+def modern_scale_set(text: str) -> str:
+    """``"1:0.5:5"`` (START:STEP:STOP) → ``"1..5/0.5"``, the same set in the current syntax."""
+    start, step, stop = (v.strip() for v in text.split(":"))
+    return f"{start}..{stop}/{step}"
 
 
 def parse_clean_ratio(text: str) -> float:
@@ -223,7 +239,7 @@ def occlude(
     Returns the new image, the mask (uint8, 255 where occluded) and an info dict (category,
     asset, scale, ratio measured from the mask, rectangle x, y, w, h, …). All randomness comes
     from ``rng``, so the same generator state gives the same result. The default config is
-    FROM's training recipe (``scale_set`` 1:0.5:5, alpha blending, random placement).
+    FROM's training recipe (``scale_set`` 1..5/0.5, alpha blending, random placement).
     """
     cfg = config or OcclusionConfig(scale_set=parse_scale_set(FROM_TRAINING_SCALE_SET))
     library = (library or default_library()).subset(cfg.categories)

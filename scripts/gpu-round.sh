@@ -42,9 +42,9 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     timeout 100 python3 bench/train.py --device cuda --amp bf16 --batch-size 512 --classes 10572 \
         --backbones resnet18 --variants baseline,alob --compile on --steps 10 --warmup 3 --repeats 3 --peak-tflops 400
     echo; echo "## Input pipeline from shards, $(( CORES - 2 )) DataLoader workers (alob-train, ALOB-ResNet18, bf16, batch 512)"; echo
-    [ -d "$WORK/shards/shards" ] || occgen build --source folder --src "$WORK/aligned" --out "$WORK/shards" \
+    [ -d "$WORK/shards/shards" ] || occgen build --source folder --data "$WORK/aligned" --out "$WORK/shards" \
         --clean-ratio 1:0 --workers "$CORES" --quiet > /dev/null
-    for mode in "occluded on the fly=--occlude" "occluded and masked on the fly=--occlude --mask-fraction 0.5" \
+    for mode in "occluded on the fly=--occlude" "occluded and masked on the fly=--occlude --kind mixed --mask-fraction 0.5" \
                 "clean, decoded and jittered on the GPU=--augment-on device"; do
         rm -rf "$WORK/run"
         # shellcheck disable=SC2086

@@ -71,8 +71,9 @@ EXPECTED = {  # source -> (status, fragment of the reason)
 }
 
 
-def _run(*args: str):
-    return CliRunner().invoke(main, [*args, "--workers", "0", "--quiet"], catch_exceptions=False)
+def _run(src: str, out: str, *args: str):
+    return CliRunner().invoke(main, ["--data", src, "--out", out, *args, "--workers", "0", "--quiet"],
+                              catch_exceptions=False)
 
 
 def test_bad_inputs_each_get_a_row_with_reason(bad_tree: Path, tmp_path: Path):
@@ -132,23 +133,23 @@ def test_rerun_resumes_and_redoes_missing(bad_tree: Path, tmp_path: Path):
     assert meta["counts"]["resumed"] == done_before - 1
     assert (out / "person_a" / "plain.jpg").is_file()
     pd.testing.assert_frame_equal(read_manifest(out), first)
-    refused = CliRunner().invoke(main, [str(bad_tree), str(out), "--size", "112x112", "--workers", "0"])
+    refused = CliRunner().invoke(main, ["--data", str(bad_tree), "--out", str(out), "--size", "112x112", "--workers", "0"])
     assert refused.exit_code == 1 and "other settings" in refused.output
     assert "size: '112x96' -> '112x112'" in refused.output
     # the run's own values given explicitly are the same settings, not a change
-    same = CliRunner().invoke(main, [str(bad_tree), str(out), "--size", "112x96", "--fallback", "center",
+    same = CliRunner().invoke(main, ["--data", str(bad_tree), "--out", str(out), "--size", "112x96", "--fallback", "center",
                                      "--workers", "0", "--quiet"])
     assert same.exit_code == 0, same.output
 
 
 def test_usage_errors_are_one_line(tmp_path: Path, bad_tree: Path):
-    missing = CliRunner().invoke(main, [str(tmp_path / "nope"), str(tmp_path / "o")])
+    missing = CliRunner().invoke(main, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert missing.exit_code != 0 and "not found" in missing.output and "Traceback" not in missing.output
     (tmp_path / "empty").mkdir()
-    empty = CliRunner().invoke(main, [str(tmp_path / "empty"), str(tmp_path / "o")])
+    empty = CliRunner().invoke(main, ["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert empty.exit_code == 1 and "no images" in empty.output
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    unwritable = CliRunner().invoke(main, [str(bad_tree), str(blocker / "out")])
+    unwritable = CliRunner().invoke(main, ["--data", str(bad_tree), "--out", str(blocker / "out")])
     assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
     assert len(unwritable.output.strip().splitlines()) == 1

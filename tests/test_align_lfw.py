@@ -67,14 +67,11 @@ def test_batched_fast_detector_matches_stock_mtcnn(lfw_dir: Path):
         assert best < 0.05
 
 
-def test_dlib_backend_agrees_with_mtcnn(lfw_dir: Path):
+def test_dlib_backend_agrees_with_mtcnn(lfw_dir: Path, optional_part):
     """dlib (HOG + 68 points reduced to 5) finds the same landmarks as MTCNN within a few px."""
-    from alob_common.dlib_models import SHAPE_68, DlibUnavailable, require_dlib_model
+    from alob_common.dlib_models import SHAPE_68, require_dlib_model
 
-    try:
-        require_dlib_model(SHAPE_68)
-    except DlibUnavailable as err:
-        pytest.skip(f"optional [dlib] extra not installed: {err}")
+    optional_part("the [dlib] extra", ("dlib-bin", "face_recognition_models"), lambda: require_dlib_model(SHAPE_68))
     files = scan_images(lfw_dir).images[::1000][:12]
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     by_dlib = make_detector("dlib")(images)

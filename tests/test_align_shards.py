@@ -30,7 +30,7 @@ def src(tmp_path_factory) -> Path:
 
 
 def align(src: Path, out: Path, *args: str) -> str:
-    result = CliRunner().invoke(main, [str(src), str(out), "--workers", "0", "--quiet", *args])
+    result = CliRunner().invoke(main, ["--data", str(src), "--out", str(out), "--workers", "0", "--quiet", *args])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -73,7 +73,7 @@ def test_a_job_resumes_from_its_piece(src, tmp_path):
 
 
 def test_bad_shard_index_is_one_line(src, tmp_path):
-    result = CliRunner().invoke(main, [str(src), str(tmp_path / "o"), "--num-shards", "2", "--shard-index", "2",
+    result = CliRunner().invoke(main, ["--data", str(src), "--out", str(tmp_path / "o"), "--num-shards", "2", "--shard-index", "2",
                                        "--workers", "0"])
     assert result.exit_code == 1 and "--shard-index must lie in 0..1" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -130,7 +130,7 @@ def test_cpu_defaults_are_todays(tmp_path: Path):
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 70, 3), dtype=np.uint8)).save(src / "a.jpg")
-    result = CliRunner().invoke(main, [str(src), str(tmp_path / "out"), "--workers", "0", "--quiet"])
+    result = CliRunner().invoke(main, ["--data", str(src), "--out", str(tmp_path / "out"), "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "out" / "dataset.json").read_text())["settings"]
     assert settings["batch_across_sizes"] is False and settings["decode_threads"] == 0
@@ -140,8 +140,8 @@ def test_cpu_defaults_are_todays(tmp_path: Path):
 def test_cuda_without_a_device_is_one_line(tmp_path: Path):
     (tmp_path / "src").mkdir()
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "src" / "a.jpg")
-    result = CliRunner().invoke(main, [str(tmp_path / "src"), str(tmp_path / "out"), "--device", "cuda"])
+    result = CliRunner().invoke(main, ["--data", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--device", "cuda"])
     assert result.exit_code == 1
     assert "no CUDA device" in result.output and len(result.output.strip().splitlines()) == 1
-    result = CliRunner().invoke(main, [str(tmp_path / "src"), str(tmp_path / "out"), "--device", "gpu"])
+    result = CliRunner().invoke(main, ["--data", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--device", "gpu"])
     assert result.exit_code == 2 and "cpu, cuda or cuda:N" in result.output

@@ -90,6 +90,7 @@ def test_modules_and_functions_stay_small(name):
     (r"^def (write_bytes_atomic|write_atomic|link_or_copy_atomic)\b", "alob_common/atomic.py"),
     (r"^def (contiguous_folds|parse_pairs_txt)\b", "alob_common/pairs.py"),
     (r"^def (dlib_model_path|dlib_model_file)\b", "alob_common/dlib_models.py"),
+    (r"^def (file_sha256|tree_sha256)\b", "alob_common/digests.py"),
     (r"^(TEMPLATE_112x96|CROP_SIZES|SIZES|INPUT_SIZES)\s*=", "alob_common/geometry.py"),
     (r"^Embedder\s*=", "alob_common/verification.py"),
     (r"^def (parse_scale_set|parse_clean_ratio)\b", "occgen/synth.py"),

@@ -68,7 +68,7 @@ def _count(folder: Path, pattern: str) -> int:
 def test_align_faces_after_sigkill_lists_every_input_once(tmp_path, extra):
     src = _faces(tmp_path / "src", people=4, per_person=12)
     out = tmp_path / "out"
-    cmd = _command("align-faces", str(src), str(out), "--workers", "0", "--batch-size", "4", "--quiet", *extra)
+    cmd = _command("align-faces", "--data", str(src), "--out", str(out), "--workers", "0", "--batch-size", "4", "--quiet", *extra)
     for crops in (1, 12, 30):
         _kill_when(cmd, lambda: _count(out, "img_*.jpg") >= crops)
     _run(cmd)
@@ -94,7 +94,7 @@ def _settled(build: Path) -> tuple[dict[str, bytes], dict]:
 @pytest.mark.parametrize("fmt", ["shards", "folder"])
 def test_occgen_build_after_sigkill_is_byte_identical(tmp_path, fmt):
     src = _faces(tmp_path / "src", people=6, per_person=40, size=64)
-    args = ["build", "--source", "folder", "--src", str(src), "--format", fmt, "--seed", "3", "--workers", "0",
+    args = ["build", "--source", "folder", "--data", str(src), "--format", fmt, "--seed", "3", "--workers", "0",
             "--quiet"]
     _run(_command("occgen", *args, "--out", str(tmp_path / "straight")))
     out = tmp_path / "killed"

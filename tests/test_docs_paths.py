@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TOP_FOLDERS = {"alignment", "occgen", "alob_common", "alob_train", "alob_eval", "alob_experiment", "assets", "bench",
                "docs", "scripts", "tests", ".ci"}
-TOP_FILES = {"README.md", "setup.cfg", "pyproject.toml", ".gitignore"}
+TOP_FILES = {"README.md", "setup.cfg", "pyproject.toml", ".gitignore", "constraints.txt"}
 PACKAGES = ("alob_common", "alignment", "occgen", "alob_train", "alob_eval", "alob_experiment")
 # Documents that are not in the repository and must not be referred to.
 ABSENT_DOCUMENTS = ("DESIGN.md", "METHOD.md", "ENVIRONMENT.md")

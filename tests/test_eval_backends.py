@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from alob_eval import onnx_backend
 from alob_eval.cli import main
 
-pytest.importorskip("onnxruntime")
+ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")  # the [onnx] extra
 
 
 def _face_set(root: Path, people: int = 6) -> Path:
@@ -56,7 +55,8 @@ def _same_figures(a: dict, b: dict, key: str = "") -> bool:
     return a == b
 
 
-def test_onnx_backend_reproduces_torch_embeddings_and_figures(tmp_path, monkeypatch):
+def test_onnx_backend_reproduces_torch_embeddings_and_figures(tmp_path, monkeypatch, optional_part):
+    optional_part("ONNX Runtime (the [onnx] extra)", ONNX_PACKAGES, onnx_backend.require_onnx)
     from alob_train.checkpoint import save_untrained
 
     monkeypatch.setenv("ALOB_CACHE", str(tmp_path / "cache"))

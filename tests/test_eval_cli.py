@@ -79,7 +79,7 @@ def test_ar_subcommand_with_embeddings(tmp_path):
             vectors.append(base + rng.normal(scale=0.01, size=8))
     save_embeddings(tmp_path / "ar.npz", names, np.stack(vectors))
     out = tmp_path / "rep"
-    result = CliRunner().invoke(main, ["ar", "--ar-dir", str(tmp_path), "--embeddings", str(tmp_path / "ar.npz"),
+    result = CliRunner().invoke(main, ["ar", "--data", str(tmp_path), "--embeddings", str(tmp_path / "ar.npz"),
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     stored = json.loads((out / "ar.json").read_text())["results"]
@@ -99,7 +99,7 @@ def test_tsne_subcommand(tmp_path):
             vectors.append(base + rng.normal(scale=0.1, size=16))
     save_embeddings(tmp_path / "e.npz", names, np.stack(vectors))
     out = tmp_path / "tsne.png"
-    result = CliRunner().invoke(main, ["tsne", "--images", str(tmp_path / "imgs"), "--embeddings", str(tmp_path / "e.npz"),
+    result = CliRunner().invoke(main, ["tsne", "--data", str(tmp_path / "imgs"), "--embeddings", str(tmp_path / "e.npz"),
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"

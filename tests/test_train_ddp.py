@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -79,3 +80,27 @@ def test_two_gloo_processes_agree_on_weights_and_only_rank0_writes(tmp_path):
     assert written[1] == []
     names = {Path(w).name for w in written[0]}
     assert {"run.json", "metrics.csv", "last.pt", "epoch_001.pt"} <= names, names
+
+
+def test_too_many_bad_samples_in_one_process_stops_every_process(tmp_path):
+    """One process's shard holds only bad samples: it passes --max-bad-samples at its first batch,
+    and both processes stop at once (none left waiting in a collective), with one line naming the
+    process and the cause."""
+    data = write_shards(tmp_path / "data", classes=4, per_class=6, shards=2, broken=(1,))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "alob_train.cli",
+           "--data", str(data), "--out", str(tmp_path / "run"), "--backbone", "lightcnn9", "--batch-size", "4",
+           "--epochs", "1", "--workers", "0", "--max-bad-samples", "2", "--threads", "1", "--quiet", "--no-tensorboard"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output[-3000:]
+    assert re.fullmatch(r"Error: process [01] of 2 stopped the run: 4 bad training samples, more than "
+                        r"--max-bad-samples 2 \(the first: train-000001\.tar/id\d+/img\d+: unreadable image .*\); "
+                        r"repair or remove them, or raise --max-bad-samples", errors[0]), errors[0]
+    # no traceback from the training processes; torchrun itself reports the failed children with its
+    # own (the launcher's ChildFailedError), whatever they printed
+    assert not re.search(r'File "[^"]*(alob_train|alob_common)', output), output[-3000:]
+    assert output.count("Traceback") == output.count("ChildFailedError:") == 1, output[-3000:]

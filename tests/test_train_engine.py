@@ -140,7 +140,7 @@ def test_cli_resume_compares_values_not_options(tmp_path):
     data = write_folders(tmp_path / "data", classes=2, per_class=4)  # 8 samples: 2 steps of 4 per epoch
     run = tmp_path / "run"
     command = ["--data", str(data), "--out", str(run), "--backbone", "lightcnn9", "--variant", "alob",
-               "--preset", "paper-exact", "--lr", "0.002", "--input-size", "auto", "--batch-size", "4",
+               "--preset", "paper-exact", "--lr", "0.002", "--size", "auto", "--batch-size", "4",
                "--workers", "0", "--quiet", "--threads", "2", "--no-tensorboard"]
     first = CliRunner().invoke(main, command + ["--epochs", "1"])
     assert first.exit_code == 0, first.output

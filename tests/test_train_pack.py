@@ -19,7 +19,7 @@ from occgen.cli import main as occgen_main
 def pack(tmp_path_factory):
     root = tmp_path_factory.mktemp("pack")
     folders = write_folders(root / "folders", classes=3, per_class=6, size=(40, 32))
-    result = CliRunner().invoke(occgen_main, ["build", "--source", "folder", "--src", str(folders), "--out",
+    result = CliRunner().invoke(occgen_main, ["build", "--source", "folder", "--data", str(folders), "--out",
                                               str(root / "pack"), "--format", "rec", "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     return root / "pack"

@@ -33,8 +33,9 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def write_shards(out: Path, classes: int = 4, per_class: int = 8, size: tuple[int, int] = (40, 32),
-                 shards: int = 2, fmt: str = "png") -> Path:
-    """occgen shard form: OUT/shards/train-%06d.tar (<key>.png|jpg, <key>.mask.png, <key>.json), classes.csv."""
+                 shards: int = 2, fmt: str = "png", broken: tuple[int, ...] = ()) -> Path:
+    """occgen shard form: OUT/shards/train-%06d.tar (<key>.png|jpg, <key>.mask.png, <key>.json), classes.csv;
+    in the shards numbered in ``broken`` every image is bytes that do not decode (bad samples)."""
     (out / "shards").mkdir(parents=True, exist_ok=True)
     samples = [(c, i) for i in range(per_class) for c in range(classes)]
     writers = [wds.TarWriter(str(out / "shards" / f"train-{k:06d}.tar")) for k in range(shards)]
@@ -43,7 +44,7 @@ def write_shards(out: Path, classes: int = 4, per_class: int = 8, size: tuple[in
         mask = np.zeros(size, np.uint8)
         writers[n % shards].write({
             "__key__": f"id{label:03d}/img{index:04d}",
-            fmt: _png(image) if fmt == "png" else _jpeg(image),
+            fmt: b"not an image" if n % shards in broken else _png(image) if fmt == "png" else _jpeg(image),
             "mask.png": _png(mask),
             "json": {"label": label, "identity": f"id{label:03d}", "occluded": False, "kind": "clean",
                      "category": "", "ratio": 0.0},
