@@ -21,7 +21,7 @@ def model_device_option(func):
     """``--device``: where a --checkpoint model runs, with the meaning it has in every command."""
     return click.option("--device", default="auto", show_default=True, callback=check_device,
                         help="Where a --checkpoint model runs: auto (the GPU when torch sees one, else the CPU), "
-                             "cpu, cuda or cuda:N. Reference models and the onnx backend run on the CPU.")(func)
+                             "cpu, cuda or cuda:N. Reference models, --onnx models and the onnx backend run on the CPU.")(func)
 
 
 @click.command("cam")

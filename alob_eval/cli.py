@@ -1,4 +1,5 @@
-"""``alob-eval``: pair verification of a model on several benchmarks, with a report."""
+"""``alob-eval``: pair verification of a model on several benchmarks, with a report, and the
+sub-commands ``embed``, ``ar`` and ``tsne`` (the model code they share: :mod:`alob_eval.model_choice`)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,15 @@ import numpy as np
 
 from alob_common.atomic import write_json_atomic, write_text_atomic
 from alob_common.verification import TAR_CONVENTIONS
-from alob_common.vocabulary import Renamed, VocabCommand, deprecated, parse_list, version_option
+from alob_common.vocabulary import Renamed, VocabCommand, parse_list, version_option
 from alob_eval.cam_command import cam_command, model_device_option
 from alob_eval.diagnose import diagnose_command
-from alob_eval.onnx_backend import AUTO_MIN_IMAGES, BACKENDS
+from alob_eval.model_choice import BATCH_HELP, check_one_model, embedder_for, far_option, model_options, vectors_for
 from alob_eval.reference_models import REFERENCE_MODELS
+from alob_eval.suite_cli import suite_command
 
 if TYPE_CHECKING:
     from alob_eval.benchmarks import Benchmark
-
-BATCH_HELP = "Images embedded per forward pass; lower it if memory runs short."
 
 
 def _parse_bench(spec: str) -> Benchmark:
@@ -37,69 +37,6 @@ def _parse_bench(spec: str) -> Benchmark:
         raise click.BadParameter(str(err)) from None
     except UserError as err:
         raise click.ClickException(str(err)) from None
-
-
-def _model_options(func):
-    """Options that choose the model being measured and how it runs (shared by alob-eval and ar)."""
-    func = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                        help="How a --checkpoint model is run: torch (the reference), onnx (ONNX Runtime, optional "
-                             "[onnx] extra; same embeddings, faster on CPU) or auto (onnx when installed and at least "
-                             f"{AUTO_MIN_IMAGES} images are embedded, else torch).")(func)
-    func = click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
-                        help="Measure precomputed embeddings: an .npz with 'paths' and 'embeddings' (one vector per "
-                             "image; paths absolute or relative to the benchmark folder).")(func)
-    func = click.option("--reference", type=click.Choice(REFERENCE_MODELS), default=None,
-                        help="Measure a published reference model (optional [reference] extra).")(func)
-    func = click.option("--which", default="best", show_default=True,
-                        help="Checkpoint of the run to load: best (falls back to last), last or epoch_NNN.")(func)
-    func = click.option("--checkpoint", type=click.Path(exists=True), default=None,
-                        help="Measure a model trained by alob-train: its run folder or a .pt file.")(func)
-    return model_device_option(func)
-
-
-def _checkpoint_embedder(checkpoint: str, which: str, backend: str = "torch", images: int = 0, device: str = "cpu"):
-    """Embedder, description, model, settings and backend used of a trained model (best.pt, else
-    last.pt, by default); ``backend`` as --backend, ``images``: how many will be embedded,
-    ``device`` as --device (ONNX Runtime runs on the CPU: auto picks torch on a GPU)."""
-    import torch
-
-    from alob_eval.onnx_backend import BackendUnavailable, checkpoint_onnx_embedder, resolve_backend
-    from alob_train.checkpoint import checkpoint_file, load_trained
-    from alob_train.embed import fuse_conv_bn, model_embedder
-    from alob_train.runtime import setup_device
-
-    run = Path(checkpoint)
-    try:
-        model, cfg, which = load_trained(run, which)
-        where = setup_device(device, 0, None)
-    except UserError as err:
-        raise click.ClickException(str(err)) from None
-    if where.type != "cpu" and backend == "onnx":
-        raise click.UsageError("--backend onnx runs on the CPU: give --device cpu, or --backend torch on a GPU")
-    name = f"{cfg['variant']}-{cfg['backbone']} ({run.name}, {which})"
-    # BatchNorms folded into their convolutions, channels_last (~1.5-2x faster convolutions on CPU)
-    fast = fuse_conv_bn(model).to(where, memory_format=torch.channels_last)
-    size = tuple(cfg["input_size"])
-    embed = model_embedder(fast, size, where, channels_last=True)
-    used = (f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)" if where.type == "cpu"
-            else f"torch {torch.__version__.split('+')[0]} on {where}")
-    if where.type == "cpu" and resolve_backend(backend, images) == "onnx":
-        try:  # the same embedding through ONNX Runtime (checked against `embed` on probe images)
-            embed, used = checkpoint_onnx_embedder(fast, size, checkpoint_file(run, which), embed,
-                                                   np.random.default_rng(0))
-        except BackendUnavailable as err:
-            if backend == "onnx":
-                raise click.ClickException(str(err)) from None
-            click.echo(f"{err}: using the torch backend", err=True)
-    return embed, name, model, cfg, used
-
-
-def _check_one_model(model_args: dict) -> None:
-    """Exactly one of --checkpoint, --reference and --embeddings names the model measured."""
-    given = [f"--{key}" for key in ("checkpoint", "reference", "embeddings") if model_args.get(key) is not None]
-    if len(given) != 1:
-        which = f" (got {' and '.join(given)})" if given else ""
-        raise click.UsageError(f"give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE{which}")
 
 
 def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
@@ -116,70 +53,6 @@ def _skip_missing_images(benchmarks: list[Benchmark]) -> list[Benchmark]:
     return kept
 
 
-def _vectors_for(paths_by_root: list[tuple[Path, list[str]]], model_args: dict, flip: bool, batch_size: int,
-                 quiet: bool, images: dict[str, bytes] | None = None) -> tuple[dict[str, np.ndarray], str, str]:
-    """Embeddings of every path: looked up in --embeddings, or computed by --checkpoint or
-    --reference (``images``: encoded images held in memory, a .bin's, by path); returns them, the
-    model's description and the backend that computed them."""
-    from alob_eval.benchmarks import embed_images
-    from alob_eval.embeddings import embeddings_for, load_embeddings
-
-    _check_one_model(model_args)
-    checkpoint, embeddings = model_args.get("checkpoint"), model_args.get("embeddings")
-    backend = model_args.get("backend") or "auto"
-    if backend == "onnx" and not checkpoint:
-        raise click.UsageError("--backend onnx runs a --checkpoint model; drop it for --reference or --embeddings")
-    if embeddings:
-        try:
-            table = load_embeddings(embeddings)
-        except UserError as err:
-            raise click.ClickException(str(err)) from None
-        vectors = {}
-        try:
-            for root, paths in paths_by_root:
-                vectors.update(zip(paths, embeddings_for(table, paths, root)))
-        except KeyError as err:
-            raise click.ClickException(str(err.args[0])) from None
-        return vectors, f"embeddings {embeddings}", "precomputed embeddings"
-    images = images or {}
-    missing = [p for _, paths in paths_by_root for p in paths if p not in images and not Path(p).is_file()]
-    if missing:
-        raise click.ClickException(f"{len(missing)} images are missing, e.g. {missing[0]}")
-    paths = list(dict.fromkeys(p for _, group in paths_by_root for p in group))
-    embed, model, used, _ = _embedder_for(model_args, len(paths))
-    return embed_images(embed, paths, images, batch_size, flip, progress=not quiet), model, used
-
-
-def _embedder_for(model_args: dict, images: int) -> tuple:
-    """The embedder of a --checkpoint or --reference model, its description, the backend used
-    and the input size it wants (None: any aligned crop)."""
-    from alob_eval.reference_models import ModelUnavailable, reference_embedder
-
-    checkpoint, reference = model_args.get("checkpoint"), model_args.get("reference")
-    if checkpoint:
-        embed, model, _, cfg, used = _checkpoint_embedder(checkpoint, model_args.get("which", "best"),
-                                                          model_args.get("backend") or "auto", images,
-                                                          model_args.get("device") or "auto")
-        return embed, model, used, tuple(cfg["input_size"])
-    try:
-        return reference_embedder(reference), f"reference {reference}", "the reference model's own runtime", None
-    except ModelUnavailable as err:
-        raise click.ClickException(str(err)) from None
-
-
-def _fars(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
-    """``--far 1e-3,1e-4``: a list of false accept rates (repeating --far is the old way)."""
-    if len(values) > 1:
-        click.echo(deprecated("repeating --far", f"--far {','.join(values)}"), err=True)
-    try:
-        fars = tuple(float(v) for value in values for v in parse_list(value, float))
-    except ValueError as err:
-        raise click.BadParameter(str(err)) from None
-    if any(not 0 < far < 1 for far in fars):
-        raise click.BadParameter("false accept rates lie between 0 and 1, e.g. 1e-3,1e-4")
-    return fars
-
-
 @click.group(invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @version_option
@@ -187,12 +60,11 @@ def _fars(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
               help="A benchmark: a folder dataset with pairs.csv (from occgen), an aligned folder and a "
                    "standard pairs.txt (LFW: .jpg; MFR2: .png, detected), or an insightface verification .bin "
                    "(lfw.bin, cfp_fp.bin …; its images are named /abs/path/FILE.bin#000000 …, or FILE.bin#000000 in an embeddings file). Repeat for several scenarios.")
-@_model_options
+@model_options
 @click.option("--save-embeddings", type=click.Path(dir_okay=False), default=None,
               help="Also write the embeddings of every benchmark image to this .npz (absolute paths, and the "
                    ".bin names), in the format --embeddings reads, to re-score them later.")
-@click.option("--far", "fars", multiple=True, default=("1e-3,1e-4",), show_default=True, callback=_fars,
-              help="False accept rates at which TAR is reported, a comma-separated list.")
+@far_option
 @click.option("--tar-convention", type=click.Choice(TAR_CONVENTIONS), default="roc", show_default=True,
               help="How TAR at a FAR is computed: roc, one ROC curve over all pairs (scikit-learn); order, the "
                    "threshold at the impostor score ranked FAR × impostors from the top (as FROM computes it); fold, "
@@ -204,18 +76,20 @@ def _fars(ctx, param, values: tuple[str, ...]) -> tuple[float, ...]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def main(ctx, benches, checkpoint, which, reference, embeddings, backend, device, save_embeddings, fars,
-         tar_convention, flip, batch_size, out, quiet) -> None:
+         tar_convention, flip, batch_size, out, quiet, **onnx_args) -> None:
     """Verify face pairs with cosine similarity: 10-fold accuracy ± std and TAR@FAR per benchmark.
 
     Without a sub-command, runs pair verification on every --bench and writes REPORT/results.json,
-    results.md (the paper's table layout) and roc.png. Example (a reference model on LFW and
-    LFW-OCC-3.0):
+    results.md (the paper's table layout) and roc.png. Examples (a reference model, and any ONNX
+    face model, on LFW and LFW-OCC-3.0):
 
       alob-eval --reference facenet --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
+      alob-eval --onnx w600k_r50.onnx --bench lfw=lfw-aligned@pairs.txt --bench lfw-occ-3.0=lfw-occ-3.0/
 
-    Sub-commands: `embed` (the embeddings of any image folder), `ar` (AR identification
-    protocols), `tsne` (embedding picture), `cam` (Trimmer attention vs true occlusion masks),
-    `diagnose` (ALOB's mechanism figures on pair sets).
+    Sub-commands: `suite` (many sets, clean, occluded and masked, several models: one table),
+    `embed` (the embeddings of any image folder), `ar` (AR identification protocols), `tsne`
+    (embedding picture), `cam` (Trimmer attention vs true occlusion masks), `diagnose` (ALOB's
+    mechanism figures on pair sets).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -226,15 +100,15 @@ def main(ctx, benches, checkpoint, which, reference, embeddings, backend, device
     from alob_eval.report import write_eval_report
 
     model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings,
-                  "backend": backend, "device": device}
-    _check_one_model(model_args)
+                  "backend": backend, "device": device, **onnx_args}
+    check_one_model(model_args)
     benchmarks = [_parse_bench(spec) for spec in benches]
     if embeddings is None:  # an embeddings file may name images that are not on this machine
         benchmarks = _skip_missing_images(benchmarks)
     start = time.perf_counter()
     groups = [(b.root, list(dict.fromkeys([*b.pairs.path1, *b.pairs.path2]))) for b in benchmarks]
     images = {path: data for b in benchmarks for path, data in b.images.items()}
-    vectors, model, used = _vectors_for(groups, model_args, flip, batch_size, quiet, images)
+    vectors, model, used = vectors_for(groups, model_args, flip, batch_size, quiet, images)
     try:
         results, curves = evaluate_benchmarks(benchmarks, vectors, tuple(fars), tar_convention)
         if save_embeddings:
@@ -263,7 +137,7 @@ def _save_vectors(path: str, vectors: dict[str, np.ndarray]) -> None:
 @version_option
 @click.option("--data", "ar_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="Input: aligned AR images named like m-001-01.bmp (sex, person, image 1-26).")
-@_model_options
+@model_options
 @click.option("--gallery-1", default="1,2,3,14,15,16", show_default=True,
               help="Protocol 1 gallery image numbers, a list such as 1,2,3,14..16.")
 @click.option("--gallery-2", default="1", show_default=True, help="Protocol 2 gallery image numbers, a list.")
@@ -273,7 +147,7 @@ def _save_vectors(path: str, vectors: dict[str, np.ndarray]) -> None:
               help="Output folder for ar.json and ar.md.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, device, gallery_1, gallery_2, flip,
-               batch_size, out, quiet) -> None:
+               batch_size, out, quiet, **onnx_args) -> None:
     """AR identification: rank-1 of sunglasses and scarf probes under protocols 1 and 2."""
     from alob_eval.identification import ar_identification, scan_ar
 
@@ -285,8 +159,8 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, device
     except ValueError as err:
         raise click.BadParameter(f"gallery image numbers: {err}") from None
     model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "embeddings": embeddings,
-                  "backend": backend, "device": device}
-    vectors, model, used = _vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
+                  "backend": backend, "device": device, **onnx_args}
+    vectors, model, used = vectors_for([(Path(ar_dir), table.path.tolist())], model_args, flip, batch_size, quiet)
     result = ar_identification(table, vectors, protocols)
     lines = ["| protocol | sunglasses rank-1 (%) | scarf rank-1 (%) | people |", "|---|---|---|---|"]
     for name, probes in result.items():
@@ -310,6 +184,9 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, device
               help="A reference model; repeat for one panel each.")
 @click.option("--embeddings", "embedding_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
               help="An embeddings file; repeat for one panel each.")
+@click.option("--onnx", "onnx_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="An ONNX face model (its metadata's input convention, else insightface's); repeat for one "
+                   "panel each.")
 @click.option("--identities", type=click.IntRange(2, 10), default=5, show_default=True,
               help="How many people are drawn (each gets a colour); chosen among those with enough images.")
 @click.option("--per-identity", type=click.IntRange(2, None), default=20, show_default=True,
@@ -318,13 +195,13 @@ def ar_command(ar_dir, checkpoint, which, reference, embeddings, backend, device
 @model_device_option
 @click.option("--out-file", "out", type=click.Path(dir_okay=False), default="tsne.png", show_default=True,
               help="The PNG to write.")
-def tsne_command(images, checkpoints, references, embedding_files, identities, per_identity, seed, device,
-                 out) -> None:
+def tsne_command(images, checkpoints, references, embedding_files, onnx_files, identities, per_identity, seed,
+                 device, out) -> None:
     """t-SNE of a few identities x many images: one panel per model, points coloured by identity."""
     from alob_eval.tsne import pick_identities, plot_panels, tsne_2d
 
-    if not checkpoints and not references and not embedding_files:
-        raise click.UsageError("give at least one --checkpoint, --reference or --embeddings")
+    if not checkpoints and not references and not embedding_files and not onnx_files:
+        raise click.UsageError("give at least one --checkpoint, --onnx, --reference or --embeddings")
     try:
         chosen = pick_identities(images, identities, per_identity, np.random.default_rng(seed))
     except ValueError as err:
@@ -332,10 +209,10 @@ def tsne_command(images, checkpoints, references, embedding_files, identities, p
     paths = [p for group in chosen.values() for p in group]
     labels = [name for name, group in chosen.items() for _ in group]
     models = ([{"checkpoint": c, "device": device} for c in checkpoints] + [{"reference": r} for r in references]
-              + [{"embeddings": e} for e in embedding_files])
+              + [{"embeddings": e} for e in embedding_files] + [{"onnx": o} for o in onnx_files])
     panels = {}
     for model_args in models:
-        vectors, model, _ = _vectors_for([(Path(images), paths)], model_args, False, 64, True)
+        vectors, model, _ = vectors_for([(Path(images), paths)], model_args, False, 64, True)
         panels[model] = tsne_2d(np.stack([vectors[p] for p in paths]), seed)
     plot_panels(out, panels, labels)
     click.echo(f"t-SNE of {identities} identities x {per_identity} images, {len(panels)} panel(s): {out}")
@@ -345,7 +222,7 @@ def tsne_command(images, checkpoints, references, embedding_files, identities, p
 @version_option
 @click.option("--data", type=click.Path(exists=True, file_okay=False), required=True,
               help="Input: a folder of images, walked recursively: aligned crops, or raw photos with --align.")
-@_model_options
+@model_options
 @click.option("--align", is_flag=True,
               help="The images are raw photos: find each face (MTCNN) and warp it onto the template of the "
                    "model's input size first, as align-faces does (no face: the centre crop, counted).")
@@ -356,9 +233,9 @@ def tsne_command(images, checkpoints, references, embedding_files, identities, p
                    "embed.json (model, counts, the images that could not be read).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def embed_command(data, checkpoint, which, reference, embeddings, backend, device, align, flip, batch_size, out,
-                  quiet) -> None:
-    """Write the embeddings of every image under --data with a trained model (or a reference
-    model): OUT/embeddings.npz, one vector per image keyed by its path relative to --data, and
+                  quiet, **onnx_args) -> None:
+    """Write the embeddings of every image under --data with a trained model (or an ONNX or a
+    reference model): OUT/embeddings.npz, one vector per image keyed by its path relative to --data, and
     OUT/embed.json. An unreadable image is skipped and listed. The same vectors as
     --save-embeddings for the same images; re-score them with alob-eval --embeddings.
 
@@ -366,15 +243,18 @@ def embed_command(data, checkpoint, which, reference, embeddings, backend, devic
     Examples:
       alob-eval embed --data my-aligned-faces/ --checkpoint runs/alob-r18 --out my-embeddings/
       alob-eval embed --data holiday-photos/ --align --checkpoint runs/alob-r18 --out holiday-embeddings/
+      alob-eval embed --data my-aligned-faces/ --onnx w600k_r50.onnx --out r50-embeddings/
     """
     from alob_eval.embed_folder import embed_and_write
 
     if embeddings:
-        raise click.UsageError("alob-eval embed computes embeddings: give --checkpoint or --reference, not --embeddings")
-    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "backend": backend, "device": device}
-    _check_one_model(model_args)
+        raise click.UsageError("alob-eval embed computes embeddings: give --checkpoint, --onnx or --reference, not "
+                               "--embeddings")
+    model_args = {"checkpoint": checkpoint, "which": which, "reference": reference, "backend": backend,
+                  "device": device, **onnx_args}
+    check_one_model(model_args)
     count = sum(1 for _ in Path(data).rglob("*")) if backend == "auto" else 0  # auto's onnx needs many images
-    embed, model, used, size = _embedder_for(model_args, count)
+    embed, model, used, size = embedder_for(model_args, count)
     try:
         click.echo(embed_and_write(data, out, embed, {"model": model, "backend": used, "input_size": size},
                                    batch_size, flip, device if align else None, not quiet))
@@ -384,6 +264,7 @@ def embed_command(data, checkpoint, which, reference, embeddings, backend, devic
 
 main.add_command(cam_command)
 main.add_command(diagnose_command)
+main.add_command(suite_command)
 
 if __name__ == "__main__":
     main()

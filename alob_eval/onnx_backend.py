@@ -90,11 +90,33 @@ def cached_graph_path(checkpoint: str | Path, folder: Path | None = None) -> Pat
     return (folder or cache_dir()) / name
 
 
-def export_graph(model: torch.nn.Module, input_size: tuple[int, int], path: str | Path) -> None:
-    """Export ``model.embed`` (eval mode, any batch size) to an ONNX file written atomically at ``path``."""
+EXPORT_OPSET = 20  # the ONNX opset of every exported graph (ONNX Runtime >= 1.17 runs it)
+
+
+def export_module(module: torch.nn.Module, input_size: tuple[int, int]) -> Any:
+    """Export ``module`` (its forward maps an image batch N x 3 x H x W to embeddings; eval mode)
+    as an ONNX ``ModelProto`` with input ``images`` (any batch size), output ``embedding`` and opset
+    :data:`EXPORT_OPSET`. The one exporter of the project: the cached graphs of ``--backend onnx``
+    and ``alob-export`` both come from here."""
     import torch
 
-    class Embedding(torch.nn.Module):  # the test-time embedding as a forward, which is what is exported
+    require_onnx()
+    example = torch.zeros(2, 3, *input_size)
+    try:
+        program = torch.onnx.export(module.eval(), (example,), input_names=["images"], output_names=["embedding"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=EXPORT_OPSET,
+                                    dynamo=True, external_data=False, optimize=True, verbose=False)
+        return program.model_proto
+    except Exception as err:  # the exporter raises many types; the torch backend still works
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BackendUnavailable(f"cannot export the model to ONNX ({first}); --backend torch does not need it") from None
+
+
+def embedding_module(model: torch.nn.Module) -> torch.nn.Module:
+    """A module whose forward is ``model.embed``, the test-time embedding (what is exported)."""
+    import torch
+
+    class Embedding(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
@@ -102,16 +124,12 @@ def export_graph(model: torch.nn.Module, input_size: tuple[int, int], path: str 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             return self.model.embed(images)
 
-    require_onnx()
-    example = torch.zeros(2, 3, *input_size)
-    try:
-        program = torch.onnx.export(Embedding().eval(), (example,), input_names=["images"],
-                                    output_names=["embedding"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                    dynamo=True, external_data=False, optimize=True, verbose=False)
-        data = program.model_proto.SerializeToString()
-    except Exception as err:  # the exporter raises many types; the torch backend still works
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise BackendUnavailable(f"cannot export the model to ONNX ({first}); --backend torch does not need it") from None
+    return Embedding().eval()
+
+
+def export_graph(model: torch.nn.Module, input_size: tuple[int, int], path: str | Path) -> None:
+    """Export ``model.embed`` (eval mode, any batch size) to an ONNX file written atomically at ``path``."""
+    data = export_module(embedding_module(model), input_size).SerializeToString()
     try:
         write_bytes_atomic(path, data)
     except OSError as err:

@@ -4,7 +4,7 @@ checkpoint (randomly initialised: the weights do not change the cost), with each
 entry (torch, onnx) side by side: repeats interleaved (every backend once per repeat), medians.
 
 The timed code is what ``alob-eval --checkpoint RUN --backend B --bench lfw=DIR@pairs.txt`` runs
-after parsing its arguments (:func:`alob_eval.cli._vectors_for`, then
+after parsing its arguments (:func:`alob_eval.model_choice.vectors_for`, then
 :func:`alob_eval.benchmarks.evaluate_benchmarks`). The onnx backend's one-time export is made
 (and timed) before the repeats, into a temporary cache, so the repeats time a run that finds the
 graph cached. Agreement with the torch backend: the smallest per-image cosine over all embedded
@@ -36,7 +36,7 @@ sys.path.insert(0, str(PROJECT))
 
 from alob_common.pairs import pair_table
 from alob_eval.benchmarks import Benchmark, evaluate_benchmarks
-from alob_eval.cli import _checkpoint_embedder, _vectors_for
+from alob_eval.model_choice import checkpoint_embedder, vectors_for
 from alob_eval.onnx_backend import min_cosine
 from alob_train.checkpoint import save_untrained
 
@@ -47,7 +47,7 @@ def once(run: Path, bench: Benchmark, paths: list[str], batch_size: int, backend
     cpu = time.process_time()
     start = time.perf_counter()
     model_args = {"checkpoint": str(run), "which": "last", "backend": backend}
-    vectors, _, used = _vectors_for([(bench.root, paths)], model_args, False, batch_size, quiet=True)
+    vectors, _, used = vectors_for([(bench.root, paths)], model_args, False, batch_size, quiet=True)
     middle = time.perf_counter()
     embedded = dict(vectors)
     everything = list(dict.fromkeys([*bench.pairs.path1, *bench.pairs.path2]))
@@ -74,7 +74,7 @@ def bench_variant(variant: str, tmp: Path, bench: Benchmark, paths: list[str], a
     backends = args.backends.split(",")
     if "onnx" in backends:
         start = time.perf_counter()
-        _checkpoint_embedder(str(run), "last", "onnx", len(paths))
+        checkpoint_embedder(str(run), "last", "onnx", len(paths))
         print(f"{variant}: onnx export (first run of a checkpoint only) {time.perf_counter() - start:.1f} s", flush=True)
     passes: dict[str, list[dict]] = {b: [] for b in backends}
     for _ in range(args.repeats):

@@ -54,8 +54,8 @@ def test_usage_errors(tmp_path):
         "no bench": (["--embeddings", str(tmp_path / "e.npz")], "give at least one --bench"),
         "no model": (bench, "give exactly one model"),
         "two models": (["--checkpoint", str(tmp_path), "--reference", "dlib", *bench],
-                       "give exactly one model: --checkpoint RUN, --reference NAME or --embeddings FILE "
-                       "(got --checkpoint and --reference)"),
+                       "give exactly one model: --checkpoint RUN, --onnx MODEL.onnx, --reference NAME or "
+                       "--embeddings FILE (got --checkpoint and --reference)"),
         "three models": (["--checkpoint", str(tmp_path), "--reference", "facenet", "--embeddings",
                           str(tmp_path / "e.npz"), *bench], "(got --checkpoint and --reference and --embeddings)"),
         "unknown reference": (["--reference", "vgg", *bench], "'vgg' is not one of 'facenet', 'dlib'"),

@@ -221,6 +221,69 @@ def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path)
     _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
 
 
+# ---- ONNX models, alob-export and alob-eval suite (issue 21) ----
+
+def _onnx_inputs(root: Path) -> None:
+    """An .onnx that is not a model, and a real model whose input is not an image batch (rank 2)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    (root / "text.onnx").write_text("not a model")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(root / "flat.onnx"))
+
+
+ONNX_CASES = {
+    "eval: onnx file not a model": ("alob-eval", "--onnx", "{root}/text.onnx", "--bench", "x={root}/pairs-good",
+                                    "--out", "{tmp}/r"),
+    "eval: onnx input of another rank": ("alob-eval", "--onnx", "{root}/flat.onnx", "--bench", "x={root}/pairs-good",
+                                         "--out", "{tmp}/r"),
+    "eval: onnx bad mean": ("alob-eval", "--onnx", "{root}/flat.onnx", "--onnx-mean", "a,b", "--bench",
+                            "x={root}/pairs-good", "--out", "{tmp}/r"),
+    "eval ar: onnx not a model": ("alob-eval", "ar", "--data", "{root}/bad-images", "--onnx", "{root}/text.onnx"),
+    "eval embed: onnx not a model": ("alob-eval", "embed", "--data", "{root}/bad-images", "--onnx", "{root}/text.onnx",
+                                     "--out", "{tmp}/e"),
+    "eval suite: garbage bin": ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--onnx", "{root}/flat.onnx",
+                                "--out", "{tmp}/s", "--quiet"),
+    "eval suite: folder with no sets": ("alob-eval", "suite", "--set", "{root}/empty", "--onnx", "{root}/flat.onnx",
+                                        "--out", "{tmp}/s"),
+    "eval suite: missing set": ("alob-eval", "suite", "--set", "{root}/nope.bin", "--onnx", "{root}/flat.onnx"),
+    "eval suite: folder set without pairs": ("alob-eval", "suite", "--set", "x={root}/bad-images@{root}/nope.txt",
+                                             "--onnx", "{root}/flat.onnx"),
+    "eval suite: onnx model not a model": ("alob-eval", "suite", "--set", "x={root}/pairs-good@{root}/pairs-malformed.txt",
+                                           "--onnx", "{root}/text.onnx", "--out", "{tmp}/s", "--quiet"),
+    "eval suite: malformed factor list": ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--onnx",
+                                          "{root}/flat.onnx", "--factor", "2..1"),
+    "export: missing run": ("alob-export", "--checkpoint", "{root}/nope", "--out-file", "{tmp}/x.onnx"),
+    "export: not a run": ("alob-export", "--checkpoint", "{root}/only-text", "--out-file", "{tmp}/x.onnx", "--data",
+                          "{root}/bad-images"),
+    "export: not a run, positional form": ("alob-export", "{root}/only-text", "{tmp}/x.onnx"),
+    "export: OUT not onnx": ("alob-export", "--checkpoint", "{root}/only-text", "--out-file", "{tmp}/x.pt"),
+    "export: no model": ("alob-export", "--out-file", "{tmp}/x.onnx"),
+}
+
+
+def _run_tool(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """As _run; alob-export through its module until the console script is installed."""
+    if cmd[0] == "alob-export" and not (BIN / "alob-export").exists():
+        return subprocess.run([sys.executable, "-m", "alob_eval.export", *cmd[1:]], capture_output=True, text=True,
+                              timeout=300, cwd=cwd)
+    return _run(*cmd, cwd=cwd)
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_CASES))
+def test_onnx_export_and_suite_bad_inputs_never_traceback(corpus, tmp_path, name):
+    _onnx_inputs(corpus)
+    args = [a.format(root=corpus, tmp=tmp_path) for a in ONNX_CASES[name]]
+    result = _run_tool(*args, cwd=tmp_path)
+    _no_traceback(result, allowed=(1, 2))
+    if result.returncode == 1:
+        errors = [line for line in result.stderr.strip().splitlines() if not line.startswith("warning: ")]
+        assert len(errors) == 1, result.stderr
+
+
 # The README's failure table ("Inputs and failures, for every command"): every row's case is run
 # here and must exit with the code the row states; a row without a case here fails, so the table
 # and this list cannot drift apart. (Issue 22; kept apart from the sweep above.)
@@ -256,6 +319,18 @@ README_CASES = {
     ("alob-eval embed", "an unreadable image among good ones"):
         ("alob-eval", "embed", "--data", "{root}/bad-images", "--checkpoint", "{run}", "--out", "{tmp}/e",
          "--quiet", "--device", "cpu"),
+    ("alob-eval", "an ONNX file that is not a model"):
+        ("alob-eval", "--onnx", "{onnx}", "--bench", "x={root}/pairs-good", "--out", "{tmp}/r"),
+    ("alob-eval suite", "a `.bin` that cannot be read"):
+        ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--checkpoint", "{run}", "--out", "{tmp}/s", "--quiet"),
+    ("alob-eval suite", "a folder holding no set"):
+        ("alob-eval", "suite", "--set", "{root}/empty", "--checkpoint", "{run}", "--out", "{tmp}/s"),
+    ("alob-eval suite", "a malformed `--factor`"):
+        ("alob-eval", "suite", "--set", "{root}/garbage.bin", "--checkpoint", "{run}", "--factor", "two"),
+    ("alob-export", "a run folder without a checkpoint"):
+        ("alob-export", "--checkpoint", "{root}/only-text", "--out-file", "{tmp}/x.onnx", "--data", "{root}/bad-images"),
+    ("alob-export", "two models at once"):
+        ("alob-export", "--checkpoint", "{run}", "--reference", "facenet", "--out-file", "{tmp}/x.onnx"),
     ("alob-pipeline", "LFW not found (`--no-download`)"):
         ("alob-pipeline", "--data", "{root}/empty", "--out", "{tmp}/w", "--no-download"),
     ("alob-pipeline", "a malformed `--train-on`"): ("alob-pipeline", "--data", "{root}/empty", "--train-on", "eleven"),
@@ -289,7 +364,8 @@ def readme_inputs(corpus, tmp_path_factory) -> dict[str, Path]:
     last.write_bytes(last.read_bytes()[:1000])
     missing = write_pairs(root / "missing", classes=3, per_class=4)
     (missing / "images" / "id000" / "0000.png").unlink()
-    return {"run": run, "damaged": damaged, "missing": missing}
+    (root / "text.onnx").write_text("not a model")
+    return {"run": run, "damaged": damaged, "missing": missing, "onnx": root / "text.onnx"}
 
 
 def test_the_readme_failure_table_is_found():
@@ -304,7 +380,7 @@ def test_each_readme_failure_row_exits_as_stated(corpus, readme_inputs, tmp_path
     command, case, code = row
     assert (command, case) in README_CASES, f"the README's row {command}: {case!r} has no case in this test"
     args = [a.format(root=corpus, tmp=tmp_path, **readme_inputs) for a in README_CASES[(command, case)]]
-    result = _run(*args, cwd=tmp_path)
+    result = _run_tool(*args, cwd=tmp_path)
     _no_traceback(result, allowed=(code,))
     if code:
         error = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
