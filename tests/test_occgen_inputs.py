@@ -40,7 +40,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 def _build(faces: Path, out: Path, pairs: Path) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["build", "--source", "lfw", "--src", str(faces), "--out", str(out), "--pairs",
+    result = CliRunner().invoke(main, ["build", "--source", "lfw", "--data", str(faces), "--out", str(out), "--pairs",
                                        str(pairs), "--factor", "2.0", "--shard-size", "3", "--workers", "0", "--quiet"])
     return result.exit_code, result.output
 
