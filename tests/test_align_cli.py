@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import ctrl_c_reaches_child
 from alignment.align_folder import MANIFEST_COLUMNS, read_manifest
 from alignment.cli import main
 from alob_common.images import load_image
@@ -185,6 +186,7 @@ def test_out_inside_src_is_refused_in_one_line(bad_tree: Path, inside: str):
     assert sorted(p.relative_to(bad_tree).as_posix() for p in bad_tree.rglob("*")) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_saves_the_manifest_and_exits_130(tmp_path: Path, sig):
     """Ctrl-C (SIGINT) or a scheduler's SIGTERM mid-run: exit 130 with one line saying how to
@@ -199,7 +201,8 @@ def test_interrupt_saves_the_manifest_and_exits_130(tmp_path: Path, sig):
     out = tmp_path / "out"
     cmd = [str(Path(sys.executable).parent / "align-faces"), "--data", str(src), "--out", str(out), "--workers", "0",
            "--batch-size", "4", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches_child)
     deadline = time.monotonic() + 120
     while proc.poll() is None and len(list(out.rglob("*.jpg"))) < 8 and time.monotonic() < deadline:
         time.sleep(0.02)

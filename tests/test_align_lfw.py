@@ -32,6 +32,7 @@ def _landmarks(manifest) -> np.ndarray:
     return manifest[cols].to_numpy(float).reshape(-1, 5, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["112x96", "112x112"])
 def test_lfw_alignment_quality(lfw_dir: Path, tmp_path: Path, size: str):
     src = _sample(lfw_dir, 120, tmp_path)

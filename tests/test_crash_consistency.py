@@ -64,6 +64,7 @@ def _count(folder: Path, pattern: str) -> int:
     return sum(1 for _ in folder.rglob(pattern)) if folder.exists() else 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--decode-threads", "2", "--batch-across-sizes"]])
 def test_align_faces_after_sigkill_lists_every_input_once(tmp_path, extra):
     src = _faces(tmp_path / "src", people=4, per_person=12)
@@ -91,6 +92,7 @@ def _settled(build: Path) -> tuple[dict[str, bytes], dict]:
     return files, meta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["shards", "folder"])
 def test_occgen_build_after_sigkill_is_byte_identical(tmp_path, fmt):
     """240 inputs in units of 30 (8 shards, or 8 unit pieces of the folder form): each kill lands
@@ -116,6 +118,7 @@ def test_occgen_build_after_sigkill_is_byte_identical(tmp_path, fmt):
     assert killed[1] == straight[1]
 
 
+@pytest.mark.slow
 def test_alob_train_after_sigkill_continues_to_the_same_weights(tmp_path):
     data = write_shards(tmp_path / "data", classes=3, per_class=8, shards=2)
     args = ["--data", str(data), "--backbone", "lightcnn9", "--batch-size", "4", "--max-steps", "10", "--epochs", "3",

@@ -152,6 +152,7 @@ def _occgen_set(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cam_subcommand_end_to_end(tmp_path):
     from alob_train.checkpoint import save_untrained
 

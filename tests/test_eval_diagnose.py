@@ -57,6 +57,7 @@ def _figures_directly(run: Path, folder: Path, paths: list[str]) -> dict[str, fl
             "e_nearest_class_cos": nearest(e, model.classifier.weight)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["alob", "concat"])
 def test_diagnose_matches_eval_and_direct_computation(tmp_path, variant):
     """Each side's figures against a direct computation and e's accuracy against alob-eval's;

@@ -252,6 +252,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_command_on_bad_input_never_tracebacks(corpus, earlier, tmp_path, name):
     """The exact exit code, one error line saying what is wrong, no traceback, and what earlier
@@ -279,6 +280,7 @@ _TRAIN = ("--backbone", "lightcnn9", "--batch-size", "4", "--max-steps", "3", "-
           "--no-tensorboard")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["shards-bad-jpeg", "folders-zero-byte", "shards-cut", "shards-one-garbage"])
 def test_one_bad_sample_is_skipped_and_counted(corpus, tmp_path, data):
     result = _run("alob-train", "--data", str(corpus / data), "--out", str(tmp_path / "run"), *_TRAIN)
@@ -288,6 +290,7 @@ def test_one_bad_sample_is_skipped_and_counted(corpus, tmp_path, data):
     assert "skipped 1 bad samples" in result.stdout
 
 
+@pytest.mark.slow
 def test_too_many_bad_samples_is_a_one_line_error(corpus, tmp_path):
     result = _run("alob-train", "--data", str(corpus / "folders-zero-byte"), "--out", str(tmp_path / "run"),
                   "--max-bad-samples", "0", "--epochs", "1", *_TRAIN)
@@ -303,6 +306,7 @@ def _corrupt_run(corpus: Path, tmp_path: Path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path):
     run = _corrupt_run(corpus, tmp_path)
     last = run / "checkpoints" / "last.pt"
@@ -376,6 +380,7 @@ def _run_tool(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return _run(*cmd, cwd=cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ONNX_CASES))
 def test_onnx_export_and_suite_bad_inputs_never_traceback(corpus, tmp_path, name):
     _onnx_inputs(corpus)
@@ -478,6 +483,7 @@ def test_the_readme_failure_table_is_found():
     assert {code for _, _, code in rows} == {0, 1, 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", _readme_failure_rows(), ids=lambda r: f"{r[0]}: {r[1]} -> {r[2]}")
 def test_each_readme_failure_row_exits_as_stated(corpus, readme_inputs, tmp_path, row):
     command, case, code = row

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import ctrl_c_reaches_child
 from alob_common.pairs import parse_pairs_txt
 from alob_experiment.cli import main as pipeline_main
 from alob_common.settings import SettingsChanged
@@ -214,6 +215,7 @@ def _accuracy_directly(run: Path, bench: Path) -> float:
     return fold_accuracy(scores, same, verification_folds(same, table.fold.to_numpy())[0]).mean
 
 
+@pytest.mark.slow
 def test_end_to_end_on_real_lfw_images_interrupted_and_resumed(lfw_dir, lfw_pairs, tmp_path):
     """Ctrl-C during alignment stops the run with exit 130 and one line; the same command then
     resumes the alignment and runs every stage; each reported accuracy is the one computed here
@@ -229,7 +231,8 @@ def test_end_to_end_on_real_lfw_images_interrupted_and_resumed(lfw_dir, lfw_pair
             "--cam-limit", "6", "--init", "scratch",
             "--workers", "1"]
     proc = subprocess.Popen([str(Path(sys.executable).parent / "alob-pipeline"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_reaches_child)
     deadline = time.monotonic() + 300
     # 24 of the 49 crops: the first chunk of 16 is done (its rows with the parent), the second is running
     while proc.poll() is None and len(list(work.glob("aligned/*/*.jpg"))) < 24 and time.monotonic() < deadline:
@@ -266,6 +269,7 @@ def test_end_to_end_on_real_lfw_images_interrupted_and_resumed(lfw_dir, lfw_pair
     assert again.exit_code == 0 and again.output.count("skipped") == len(report["stages"])
 
 
+@pytest.mark.slow
 def test_default_pretrained_run_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     """The first command's default: FaceNet as it comes, and the baseline and ALOB fine-tuned from it."""
     from alob_train.pretrained import facenet_graph_file
@@ -343,6 +347,7 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
             assert str(work / "train-src") in trains["train-baseline-clean"]
 
 
+@pytest.mark.slow
 def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"

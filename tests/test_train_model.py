@@ -11,6 +11,7 @@ from alob_train.model import ALOB, VARIANTS
 RUN_SIZES = [(112, 96), (112, 112)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", RUN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_backbone_embeds_to_512_and_backpropagates(name, size):
@@ -30,6 +31,7 @@ def test_backbone_final_maps_match_the_method():
     assert build_backbone("lightcnn9", (112, 112)).feature_shape == (128, 7, 7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", RUN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_forward_backward_and_embedding(variant, size):
