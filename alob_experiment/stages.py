@@ -202,12 +202,17 @@ def run_stage(stage: Stage, work: Path, log: Callable[[str], None] = print) -> S
 
 
 def _stream(argv: list[str], log_file: Path) -> int:
-    """Run ``argv``, copying its output to the terminal and appending it to ``log_file``."""
+    """Run ``argv``, copying its output to the terminal and appending it to ``log_file``. On
+    Ctrl-C (which the command receives too) wait for the command to save its state and stop."""
     with open(log_file, "a") as out:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
         assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read(4096), b""):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-            out.write(chunk.decode(errors="replace"))
+        try:
+            for chunk in iter(lambda: proc.stdout.read(4096), b""):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                out.write(chunk.decode(errors="replace"))
+        except KeyboardInterrupt:
+            out.write(proc.communicate()[0].decode(errors="replace"))
+            raise
         return proc.wait()

@@ -72,6 +72,10 @@ def build(job: Job, progress: bool = True, overwrite: bool = False) -> dict:
     pairs = None
     if job.config.source == "lfw" and job.config.pairs:
         pairs = parse_pairs_txt(job.config.pairs)  # early, so a bad pairs file fails before any work
+        if not pairs.pairs:
+            first = pairs.malformed[0] if pairs.malformed else None
+            raise OccgenError(f"{job.config.pairs}: no readable pair line"
+                              + (f" (line {first['line']}: {first['reason']})" if first else ""))
     elif job.config.source == "bin":
         pairs = bin_pairs(src, rels)
     try:

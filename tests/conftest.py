@@ -82,3 +82,12 @@ def lfw_pairs() -> Path:
 def masktheface_dir() -> Path:
     """MaskTheFace's template folder (skips the test when absent)."""
     return _require("masktheface/masks")
+
+
+def ctrl_c_reaches_child() -> None:
+    """``preexec_fn`` for a command a test interrupts with SIGINT: the default disposition, so
+    that the command sees Ctrl-C even when the test run itself ignores SIGINT (a shell's
+    background job, ``nohup``), which a child would otherwise inherit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

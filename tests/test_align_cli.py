@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import ctrl_c_reaches_child
 from alignment.align_folder import MANIFEST_COLUMNS, read_manifest
 from alignment.cli import main
 from alob_common.images import load_image
@@ -153,3 +158,65 @@ def test_usage_errors_are_one_line(tmp_path: Path, bad_tree: Path):
     unwritable = CliRunner().invoke(main, ["--data", str(bad_tree), "--out", str(blocker / "out")])
     assert unwritable.exit_code == 1 and "cannot write" in unwritable.output
     assert len(unwritable.output.strip().splitlines()) == 1
+
+
+def test_overwrite_redoes_every_image_and_allows_other_settings(bad_tree: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    _run(str(bad_tree), str(out))
+    crop = out / "person_a" / "plain.jpg"
+    original = crop.read_bytes()
+    crop.write_bytes(b"stale bytes of an earlier run")
+    _run(str(bad_tree), str(out))  # a rerun resumes: the crop is kept as it is
+    assert crop.read_bytes() == b"stale bytes of an earlier run"
+    assert _run(str(bad_tree), str(out), "--overwrite").exit_code == 0
+    assert crop.read_bytes() == original
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["counts"]["resumed"] == 0 and meta["counts"]["processed"] == len(EXPECTED)
+    result = _run(str(bad_tree), str(out), "--overwrite", "--size", "112x112")  # other settings: no refusal
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(crop)).shape == (112, 112, 3)
+    assert json.loads((out / "dataset.json").read_text())["settings"]["size"] == "112x112"
+
+
+@pytest.mark.parametrize("inside", ["out", "."])
+def test_out_inside_src_is_refused_in_one_line(bad_tree: Path, inside: str):
+    before = sorted(p.relative_to(bad_tree).as_posix() for p in bad_tree.rglob("*"))
+    result = CliRunner().invoke(main, ["--data", str(bad_tree), "--out", str(bad_tree / inside), "--workers", "0"])
+    assert result.exit_code == 1 and result.output == "Error: OUT must not be SRC or lie inside it\n"
+    assert sorted(p.relative_to(bad_tree).as_posix() for p in bad_tree.rglob("*")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_the_manifest_and_exits_130(tmp_path: Path, sig):
+    """Ctrl-C (SIGINT) or a scheduler's SIGTERM mid-run: exit 130 with one line saying how to
+    resume, manifest.csv holding the images done so far (each with its crop); the rerun lists
+    every input once and resumes those rows."""
+    src = tmp_path / "src"
+    rng = np.random.default_rng(1)
+    for p in range(3):
+        (src / f"p{p}").mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(src / f"p{p}" / f"{i:02d}.jpg")
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).parent / "align-faces"), "--data", str(src), "--out", str(out), "--workers", "0",
+           "--batch-size", "4", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches_child)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and len(list(out.rglob("*.jpg"))) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [f"interrupted: {out}/manifest.csv holds what was done; rerun the same "
+                                           "command to resume"]
+    saved = read_manifest(out)
+    assert 0 < len(saved) < 60 and all((out / p).is_file() for p in saved.path)
+    assert json.loads((out / "dataset.json").read_text())["complete"] is False
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["complete"] and meta["counts"]["resumed"] == len(saved)
+    assert sorted(read_manifest(out).source) == sorted(p.relative_to(src).as_posix() for p in src.rglob("*.jpg"))

@@ -68,6 +68,7 @@ def test_threads_change_no_byte(mixed_faces: Path, tmp_path: Path, across: bool)
     assert len(outputs[0]) == 22  # 21 crops (the broken file has none) and the manifest
 
 
+@pytest.mark.slow
 def test_threads_in_worker_processes_change_no_byte(mixed_faces: Path, tmp_path: Path):
     """The same in worker processes (compared with workers that do not use threads: a worker's
     single-threaded detector and this process's multi-threaded one can differ in the last bit)."""

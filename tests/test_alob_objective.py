@@ -39,22 +39,29 @@ def test_trimmer_equal_to_minus_its_class_weight_logs_cosine_minus_one():
 
 
 @pytest.mark.parametrize("classifier", ["shared", "separate"])
-def test_separate_heads_keep_the_identifier_head_out_of_the_trimmer_loss(classifier):
-    """With fᵐ built to equal −W_y of the Trimmer's head, L_m's gradient reaches the Identifier's
-    head only when the head is shared."""
+def test_trimmer_loss_of_the_forward_pass_reaches_the_identifier_head_only_when_shared(classifier):
+    """The model's own forward: L_m is CosFace of the Trimmer's head on fᵐ; its gradient reaches
+    the Identifier's head only when the head is shared, never the Identifier's backbone, and
+    reaches the Trimmer's backbone reversed by the GRL."""
     torch.manual_seed(0)
     model = ALOB(num_classes=4, backbone="lightcnn9", variant="alob", input_size=(40, 32), classifier=classifier)
-    labels = torch.tensor([0, 1, 2, 3])
-    head = model.trimmer_head
-    fm = (-head.weight[labels]).detach().requires_grad_(True)
-    loss_m = torch.nn.functional.cross_entropy(head(model.grl(fm), labels), labels)
-    loss_m.backward()
-    assert mechanism_diagnostics(torch.randn(4, 512), fm, head.weight, labels)["trimmer_cos_wy"] == pytest.approx(-1.0)
+    x, labels = torch.randn(4, 3, 40, 32), torch.tensor([0, 1, 2, 3])
+    out = model(x, labels)
+    expected = torch.nn.functional.cross_entropy(model.trimmer_head(out["fm"], labels), labels)
+    assert out["loss_m"].item() == pytest.approx(expected.item(), rel=1e-6)
+    out["loss_m"].backward()
     identifier_head_grad = model.classifier.weight.grad
     if classifier == "separate":
-        assert identifier_head_grad is None
+        assert identifier_head_grad is None and model.trimmer_classifier.weight.grad.abs().sum() > 0
     else:
-        assert identifier_head_grad is not None and identifier_head_grad.abs().sum() > 0
+        assert model.trimmer_classifier is None and identifier_head_grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.identifier.parameters())
+    reversed_grads = {name: p.grad.clone() for name, p in model.trimmer.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    model.grl = None  # the same pass without the reversal
+    model(x, labels)["loss_m"].backward()
+    for name, p in model.trimmer.named_parameters():
+        torch.testing.assert_close(p.grad, -reversed_grads[name], msg=name)
 
 
 def _owners(model: ALOB, optimizers: dict[str, torch.optim.Optimizer]) -> dict[int, list[str]]:
@@ -93,9 +100,10 @@ def test_dann_ramp_reaches_full_strength_at_the_last_step(tmp_path, epochs, max_
     train(config)
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     coeffs = metrics[metrics.phase == "train"].grl_coeff.to_numpy()
-    assert len(coeffs) == (max_steps or epochs * 3)
-    assert coeffs[-1] == pytest.approx(1.0)
-    assert np.all(np.diff(coeffs) > 0) and coeffs[0] < 0.9
+    n = max_steps or epochs * 3
+    # DANN's ramp over the run's real length: C = ramp((step + 1) / n) / ramp(1), ramp(p) = 2/(1+e^(-10p)) - 1
+    ramp = lambda p: 2 / (1 + np.exp(-10 * p)) - 1  # noqa: E731
+    assert coeffs.tolist() == pytest.approx([ramp((k + 1) / n) / ramp(1.0) for k in range(n)], rel=1e-5)
     for column in ("trimmer_cos_wy", "removed_fraction", "fm_norm", "fm_var", "acc_trimmer", "acc"):
         assert metrics[column].notna().all(), column
     assert grl_coefficient(config, 0, 10) < grl_coefficient(config, 9, 10) == pytest.approx(1.0)
@@ -145,15 +153,30 @@ def test_training_stops_on_a_validation_plateau(tmp_path, monkeypatch):
 
 def test_validation_on_a_one_fold_pair_list_uses_the_evaluation_rule(tmp_path):
     """--val on an occgen set built from a pairs.txt headed ``1 n`` (one fold) is scored by
-    re-cut folds, as alob-eval does, instead of failing for want of held-out pairs."""
+    re-cut folds, as alob-eval does, instead of failing for want of held-out pairs: the same
+    accuracy as alob-eval reports for the same checkpoint and folder."""
+    import json
+
+    from click.testing import CliRunner
     from train_fixtures import write_pairs
 
+    from alob_eval.cli import main as eval_main
+    from alob_train.checkpoint import load_model, save_untrained
     from alob_train.embed import validate_folder
 
     val = write_pairs(tmp_path / "val", classes=4, per_class=6)
     table = pd.read_csv(val / "pairs.csv")
     table["fold"] = 0
+    table.loc[[0, 5, 9], "same"] = 1 - table.loc[[0, 5, 9], "same"]  # mislabelled pairs: accuracy below 1
     table.to_csv(val / "pairs.csv", index=False)
-    model = ALOB(num_classes=4, backbone="lightcnn9", variant="baseline", input_size=(40, 32)).eval()
+    run = save_untrained(tmp_path / "run", "lightcnn9", "baseline", input_size=(40, 32), classes=4)
+    model, _ = load_model(run, "last")
     result = validate_folder(model, val, (40, 32))
-    assert 0.0 <= result["val_acc"] <= 1.0 and result["val_pairs"] == len(table)
+    evaluated = CliRunner().invoke(eval_main, ["--checkpoint", str(run), "--which", "last", "--backend", "torch",
+                                               "--bench", f"val={val}", "--out", str(tmp_path / "rep"), "--quiet"])
+    assert evaluated.exit_code == 0, evaluated.output
+    reported = json.loads((tmp_path / "rep" / "results.json").read_text())["results"]["val"]
+    assert result["val_pairs"] == len(table) == reported["pairs"]
+    assert reported["folds"] == 10 and 0.5 < reported["accuracy"] < 1.0
+    assert result["val_acc"] == pytest.approx(reported["accuracy"], abs=1e-9)
+    assert result["val_std"] == pytest.approx(reported["accuracy_std"], abs=1e-9)

@@ -64,6 +64,7 @@ def _count(folder: Path, pattern: str) -> int:
     return sum(1 for _ in folder.rglob(pattern)) if folder.exists() else 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--decode-threads", "2", "--batch-across-sizes"]])
 def test_align_faces_after_sigkill_lists_every_input_once(tmp_path, extra):
     src = _faces(tmp_path / "src", people=4, per_person=12)
@@ -91,18 +92,25 @@ def _settled(build: Path) -> tuple[dict[str, bytes], dict]:
     return files, meta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["shards", "folder"])
 def test_occgen_build_after_sigkill_is_byte_identical(tmp_path, fmt):
+    """240 inputs in units of 30 (8 shards, or 8 unit pieces of the folder form): each kill lands
+    while units are still to build, and the rerun resumes from the finished ones."""
     src = _faces(tmp_path / "src", people=6, per_person=40, size=64)
     args = ["build", "--source", "folder", "--data", str(src), "--format", fmt, "--seed", "3", "--workers", "0",
-            "--quiet"]
+            "--shard-size", "30", "--quiet"]
     _run(_command("occgen", *args, "--out", str(tmp_path / "straight")))
     out = tmp_path / "killed"
     cmd = _command("occgen", *args, "--out", str(out))
-    pattern = "*.tar" if fmt == "shards" else "*.png"
-    for written in (1, 40):
+    pattern, points = ("*.tar", (1, 4)) if fmt == "shards" else ("*.png", (1, 120))  # a tar is a finished unit
+    for written in points:
         _kill_when(cmd, lambda: _count(out, pattern) >= written)
+        assert json.loads((out / "dataset.json").read_text())["complete"] is False  # killed mid-build
+        assert not (out / "manifest.csv").exists() and _count(out / ".parts", "*.csv") < 8
     _run(cmd)
+    run = json.loads((out / "dataset.json").read_text())["run"]
+    assert run["units"] == 8 and 0 < run["units_resumed"] < 8
     straight, killed = _settled(tmp_path / "straight"), _settled(out)
     assert sorted(killed[0]) == sorted(straight[0])
     for name in straight[0]:
@@ -110,6 +118,7 @@ def test_occgen_build_after_sigkill_is_byte_identical(tmp_path, fmt):
     assert killed[1] == straight[1]
 
 
+@pytest.mark.slow
 def test_alob_train_after_sigkill_continues_to_the_same_weights(tmp_path):
     data = write_shards(tmp_path / "data", classes=3, per_class=8, shards=2)
     args = ["--data", str(data), "--backbone", "lightcnn9", "--batch-size", "4", "--max-steps", "10", "--epochs", "3",

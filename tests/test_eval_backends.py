@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from alob_eval import onnx_backend
@@ -55,6 +56,7 @@ def _same_figures(a: dict, b: dict, key: str = "") -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_onnx_backend_reproduces_torch_embeddings_and_figures(tmp_path, monkeypatch, optional_part):
     optional_part("ONNX Runtime (the [onnx] extra)", ONNX_PACKAGES, onnx_backend.require_onnx)
     from alob_train.checkpoint import save_untrained

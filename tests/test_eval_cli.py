@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from alob_common.pairs import pair_table
@@ -151,6 +152,7 @@ def _occgen_set(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cam_subcommand_end_to_end(tmp_path):
     from alob_train.checkpoint import save_untrained
 
@@ -341,3 +343,86 @@ def test_pairs_naming_missing_images_are_skipped_and_counted(tmp_path):
         image.unlink()
     result = CliRunner().invoke(main, ["--checkpoint", str(run), "--bench", f"b={spec}", "--out", str(out), "--quiet"])
     _one_line_error(result, "b: no pair left to score (16 pairs name ")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A three-epoch run whose validation peaked at epoch 2 (best.pt = epoch 2, last.pt = epoch 3)
+    and a pair set of its image size."""
+    import alob_train.engine as engine
+    from train_fixtures import write_folders, write_pairs
+
+    from alob_train.config import TrainConfig
+
+    root = tmp_path_factory.mktemp("run")
+    accuracies = iter([0.6, 0.9, 0.7])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "validate_folder", lambda *a, **k: {"val_acc": next(accuracies), "val_std": 0.0,
+                                                                  "val_pairs": 10.0})
+        config = TrainConfig(data=str(write_folders(root / "data", classes=3, per_class=4)), out=str(root / "run"),
+                             backbone="lightcnn9", batch_size=4, epochs=3, workers=0, lr_trimmer=0.05,
+                             lr_identifier=0.01, val=str(root), tensorboard=False, progress=False, threads=1)
+        engine.train(config)
+    return root / "run", write_pairs(root / "pairs", classes=3, per_class=4)
+
+
+def _direct_embeddings(run: Path, which: str, paths: list[str], flip: bool = False) -> np.ndarray:
+    """The checkpoint's embeddings of the images, computed here from the unfused model."""
+    import torch
+
+    from alob_common.images import read_rgb
+    from alob_train.checkpoint import load_model
+    from alob_train.preprocess import fit_to_input, normalize
+
+    model, cfg = load_model(run, which)
+    images = [torch.from_numpy(read_rgb(p)).permute(2, 0, 1) for p in paths]
+    views = [images] + ([[image.flip(-1) for image in images]] if flip else [])
+    return sum(model.embed(normalize(torch.stack([fit_to_input(i, tuple(cfg["input_size"])) for i in view]))).numpy()
+               for view in views)
+
+
+@pytest.mark.parametrize("which, used", [(None, "best"), ("last", "last"), ("epoch_001", "epoch_001")])
+def test_checkpoint_choice_best_by_default_last_or_an_epoch(trained_run, tmp_path, which, used):
+    """Without --which a run with best.pt is scored with it, not last.pt; --which last and
+    --which epoch_NNN pick those files: the scored embeddings are that checkpoint's."""
+    from alob_eval.embeddings import load_embeddings
+
+    run, pairs = trained_run
+    args = ["--checkpoint", str(run), "--bench", f"x={pairs}", "--backend", "torch", "--out", str(tmp_path / "rep"),
+            "--save-embeddings", str(tmp_path / "e.npz"), "--quiet"] + (["--which", which] if which else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "rep" / "results.json").read_text())["meta"]["model"].endswith(f"(run, {used})")
+    saved = load_embeddings(tmp_path / "e.npz")
+    paths = sorted(saved)
+    np.testing.assert_allclose(np.stack([saved[p] for p in paths]), _direct_embeddings(run, used, paths),
+                               rtol=1e-4, atol=1e-4)
+    others = {"best", "last", "epoch_001"} - {used}
+    for other in others:
+        assert not np.allclose(np.stack([saved[p] for p in paths]), _direct_embeddings(run, other, paths), atol=1e-3)
+
+
+def test_flip_fusion_is_the_sum_over_image_and_mirror(trained_run, tmp_path):
+    """--flip: each embedding is f(image) + f(mirrored image), and the reported accuracy is the
+    10-fold accuracy of those vectors' cosines."""
+    from alob_common.pairs import pairs_csv_table
+    from alob_common.verification import cosine_scores, fold_accuracy, verification_folds
+    from alob_eval.embeddings import load_embeddings
+
+    run, pairs = trained_run
+    result = CliRunner().invoke(main, ["--checkpoint", str(run), "--bench", f"x={pairs}", "--backend", "torch",
+                                       "--flip", "--out", str(tmp_path / "rep"), "--save-embeddings",
+                                       str(tmp_path / "e.npz"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = load_embeddings(tmp_path / "e.npz")
+    paths = sorted(saved)
+    fused = _direct_embeddings(run, "best", paths, flip=True)
+    np.testing.assert_allclose(np.stack([saved[p] for p in paths]), fused, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(fused, 2 * _direct_embeddings(run, "best", paths), atol=1e-3)
+    table = pairs_csv_table(pairs)
+    vectors = dict(zip(paths, fused))
+    scores = cosine_scores(np.stack([vectors[p] for p in table.path1]), np.stack([vectors[p] for p in table.path2]))
+    folds, _ = verification_folds(table.same.to_numpy(bool), table.fold.to_numpy())
+    expected = fold_accuracy(scores, table.same.to_numpy(bool), folds).mean
+    stored = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert stored["meta"]["flip"] is True and stored["results"]["x"]["accuracy"] == pytest.approx(expected, abs=1e-9)

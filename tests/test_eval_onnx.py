@@ -72,6 +72,7 @@ def _saved(path: Path) -> dict[str, np.ndarray]:
         return dict(zip(saved["paths"].tolist(), saved["embeddings"]))
 
 
+@pytest.mark.slow
 def test_onnx_model_scores_as_its_vectors_on_every_benchmark_form(data, tmp_path):
     expected = _expected_embeddings(data, tmp_path / "expected.npz")
     reference, _ = _run(["--embeddings", str(tmp_path / "expected.npz"), *_benches(data)], tmp_path / "emb")

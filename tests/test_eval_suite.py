@@ -56,6 +56,7 @@ def first(inputs, tmp_path_factory) -> tuple[Path, str]:
     return out, result.output
 
 
+@pytest.mark.slow
 def test_every_row_present_and_equal_to_alob_eval(inputs, first, tmp_path):
     out, output = first
     table = pd.read_csv(out / "suite.csv")
@@ -81,6 +82,7 @@ def test_every_row_present_and_equal_to_alob_eval(inputs, first, tmp_path):
     assert row.ci95_low < row.accuracy_difference < row.ci95_high and len(diffs) == 12
 
 
+@pytest.mark.slow
 def test_builds_carry_their_settings(first):
     out, _ = first
     occ = json.loads((out / "sets" / "alpha" / "occ-2.0" / "dataset.json").read_text())
@@ -92,6 +94,7 @@ def test_builds_carry_their_settings(first):
     assert record["settings"] == masked["settings"] and record["source"].endswith("people")
 
 
+@pytest.mark.slow
 def test_second_run_reuses_builds_and_results_then_a_changed_setting_rebuilds(inputs, first, tmp_path):
     import shutil
 

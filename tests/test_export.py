@@ -63,6 +63,7 @@ def _torch_vectors(run: Path, images: list[np.ndarray]) -> np.ndarray:
     return model_embedder(model, tuple(cfg["input_size"]))(images)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["alob", "baseline"])
 def test_export_equals_pytorch_and_reads_back_without_options(runs, exported, variant):
     out, output = exported[variant]
@@ -92,6 +93,7 @@ def test_export_equals_pytorch_and_reads_back_without_options(runs, exported, va
         assert np.abs(_unit(onnx_vectors) - _unit(torch_vectors[:n])).max() < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["alob", "baseline"])
 def test_eval_of_the_export_equals_eval_of_the_checkpoint(runs, exported, tmp_path, variant):
     out = exported[variant][0]
@@ -107,6 +109,7 @@ def test_eval_of_the_export_equals_eval_of_the_checkpoint(runs, exported, tmp_pa
     assert np.allclose(figures["onnx"]["fold_thresholds"], figures["checkpoint"]["fold_thresholds"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_an_export_that_differs_from_pytorch_is_refused(runs, tmp_path):
     source = export.run_source(runs["alob"])
     other = export.run_source(runs["baseline"])

@@ -48,6 +48,7 @@ def test_converted_model_matches_the_frozen_graph(lfw_dir, tmp_path):
     assert np.sum(ours[0] * graph[1:], axis=1).max() < 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte", "no_record"])
 def test_damaged_cache_is_converted_again(damage, tmp_path, monkeypatch):
     _need_facenet_package()

@@ -67,6 +67,7 @@ def test_init_gives_the_converted_model(facenet, tmp_path):
         assert e.norm(dim=1).min() > 1.0, "the purified embedding must not vanish at the start"
 
 
+@pytest.mark.slow
 def test_frozen_stages_and_rates(facenet, tmp_path):
     write_folders(tmp_path / "data", classes=4, per_class=4, size=(112, 96))
     config = _config(tmp_path, variant="alob", freeze_until="mixed_6a", max_steps=2, head_warmup_steps=1)
@@ -142,6 +143,7 @@ def test_batch_norm_calibration_keeps_the_function(facenet, tmp_path):
     assert cos(uncalibrated, before).min() < cos(in_training, before).min()
 
 
+@pytest.mark.slow
 def test_fine_tuned_run_resumes_exactly_and_evaluates_without_init(facenet, tmp_path):
     write_folders(tmp_path / "data", classes=4, per_class=4, size=(112, 96))
     straight = train(_config(tmp_path, variant="alob", max_steps=4, out=str(tmp_path / "a")))["model"]

@@ -1,6 +1,7 @@
-"""Every command against a corpus of bad inputs made here: each must end with exit code 0 (work
-done, bad items recorded), 1 (a one-line error) or 2 (a usage error) — never a Python traceback —
-and must not damage what an earlier run wrote. The commands run as real processes."""
+"""Every command against a corpus of bad inputs made here: each ends with its own exit code, 0 (work
+done, bad items recorded), 1 (a one-line error) or 2 (a usage error, one error line under click's
+usage header), never a Python traceback, and leaves what an earlier run wrote as it was. The
+commands run as real processes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -101,83 +103,184 @@ def _no_traceback(result: subprocess.CompletedProcess, allowed=(0, 1, 2)) -> Non
     assert result.returncode in allowed, (result.returncode, output[-2000:])
 
 
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line of a failed command's stderr; a usage error (exit 2) may be preceded by
+    click's usage header (``Usage: …``, ``Try '… --help' for help.`` and a blank line)."""
+    lines = result.stderr.splitlines()
+    if result.returncode == 2 and lines and lines[0].startswith("Usage: "):
+        assert lines[1].startswith("Try '") and lines[2] == "", result.stderr
+        lines = lines[3:]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def earlier(corpus, tmp_path_factory) -> dict[str, Path]:
+    """What earlier, successful runs wrote, by the names the cases write to: an aligned folder and
+    an occgen build (each made by its command's "bad image files" case), a training run, an
+    evaluation report, a .bin, and a pipeline work folder holding a training run."""
+    root = tmp_path_factory.mktemp("earlier")
+    made = {"align": root / "align", "occgen": root / "occgen", "other": root / "other"}
+    for folder in made.values():
+        folder.mkdir()
+    for name, where in (("align: bad image files", made["align"]), ("occgen build: bad image files", made["occgen"])):
+        result = _run(*[a.format(root=corpus, tmp=where) for a in CASES[name][2]], cwd=where)
+        assert result.returncode == 0, result.stderr
+    other = made["other"]
+    for cmd in (("alob-train", "--data", f"{corpus}/shards-good", "--out", f"{other}/run", "--backbone", "lightcnn9",
+                 "--batch-size", "4", "--max-steps", "1", "--workers", "0", "--quiet", "--no-tensorboard"),
+                ("alob-eval", "--checkpoint", f"{other}/run", "--bench", f"x={corpus}/pairs-good", "--out",
+                 f"{other}/rep", "--quiet"),
+                ("occgen", "to-bin", "--data", f"{corpus}/pairs-good", "--out-file", f"{other}/x.bin")):
+        result = _run(*cmd, cwd=other)
+        assert result.returncode == 0, result.stderr
+    (other / "w" / "runs").mkdir(parents=True)
+    shutil.copytree(other / "run", other / "w" / "runs" / "baseline")
+    return made
+
+
+# name: (exit code, what the one error line says, the command line); exit 0 = the work is done
+# and the bad items are recorded
 CASES = {
     # align-faces
-    "align: missing SRC": ("align-faces", "{root}/nope", "{tmp}/o"),
-    "align: empty SRC": ("align-faces", "{root}/empty", "{tmp}/o"),
-    "align: SRC without images": ("align-faces", "{root}/only-text", "{tmp}/o"),
-    "align: bad image files": ("align-faces", "{root}/bad-images", "{tmp}/o", "--workers", "0", "--quiet"),
-    "align: OUT under a file": ("align-faces", "{root}/bad-images", "{root}/a-file/o", "--workers", "0"),
-    "align: bad size": ("align-faces", "{root}/bad-images", "{tmp}/o", "--size", "3x3"),
-    "align: bad shard index": ("align-faces", "{root}/bad-images", "{tmp}/o", "--num-shards", "2", "--shard-index", "5"),
+    "align: missing SRC": (1, "source folder not found", ("align-faces", "--data", "{root}/nope", "--out", "{tmp}/o")),
+    "align: empty SRC": (1, "found nothing but folders", ("align-faces", "--data", "{root}/empty", "--out", "{tmp}/o")),
+    "align: SRC without images": (1, "(found 1 non-image file(s) (notes.txt))",
+                                  ("align-faces", "--data", "{root}/only-text", "--out", "{tmp}/o")),
+    "align: bad image files": (0, "", ("align-faces", "--data", "{root}/bad-images", "--out", "{tmp}/o", "--workers",
+                                       "0", "--quiet")),
+    "align: OUT under a file": (1, "cannot write to output folder",
+                                ("align-faces", "--data", "{root}/bad-images", "--out", "{root}/a-file/o",
+                                 "--workers", "0")),
+    "align: bad size": (2, "Invalid value for '--size': unsupported crop size '3x3'",
+                        ("align-faces", "--data", "{root}/bad-images", "--out", "{tmp}/o", "--size", "3x3")),
+    "align: bad shard index": (1, "--shard-index must lie in 0..1", ("align-faces", "--data", "{root}/bad-images",
+                                                                     "--out", "{tmp}/o",
+                                                                     "--num-shards", "2", "--shard-index", "5")),
     # occgen
-    "occgen build: missing SRC": ("occgen", "build", "--source", "folder", "--src", "{root}/nope", "--out", "{tmp}/o"),
-    "occgen build: SRC without images": ("occgen", "build", "--source", "folder", "--src", "{root}/only-text",
-                                         "--out", "{tmp}/o"),
-    "occgen build: bad image files": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
-                                      "--out", "{tmp}/o", "--workers", "0", "--quiet"),
-    "occgen build: malformed pairs": ("occgen", "build", "--source", "lfw", "--src", "{root}/bad-images",
-                                      "--pairs", "{root}/pairs-malformed.txt", "--out", "{tmp}/o", "--quiet"),
-    "occgen build: empty pairs": ("occgen", "build", "--source", "lfw", "--src", "{root}/bad-images",
-                                  "--pairs", "{root}/pairs-empty.txt", "--out", "{tmp}/o", "--quiet"),
-    "occgen build: OUT under a file": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
-                                       "--out", "{root}/a-file/o", "--quiet"),
-    "occgen build: bad scale set": ("occgen", "build", "--source", "folder", "--src", "{root}/bad-images",
-                                    "--out", "{tmp}/o", "--scale-set", "5:1:1"),
-    "occgen build: garbage pack": ("occgen", "build", "--source", "rec", "--src", "{root}/pack-garbage", "--out",
-                                   "{tmp}/o", "--workers", "0", "--quiet"),
-    "occgen build: pack without index": ("occgen", "build", "--source", "rec", "--src", "{root}/a-file", "--out",
-                                         "{tmp}/o"),
-    "occgen build: garbage bin": ("occgen", "build", "--source", "bin", "--src", "{root}/garbage.bin", "--out",
-                                  "{tmp}/o"),
-    "occgen build: bin is a folder": ("occgen", "build", "--source", "bin", "--src", "{root}/empty", "--out", "{tmp}/o"),
-    "occgen to-bin: no pairs.csv": ("occgen", "to-bin", "{root}/only-text", "{tmp}/x.bin"),
-    "occgen to-bin: missing images": ("occgen", "to-bin", "{root}/pairs-good", "{root}/a-file/x.bin"),
-    "occgen preview: not a dataset": ("occgen", "preview", "{root}/only-text"),
-    "occgen preview: missing": ("occgen", "preview", "{root}/nope"),
-    "occgen assets: bad occluders": ("occgen", "assets", "--occluders", "{root}/only-text"),
+    "occgen build: missing SRC": (1, "source folder not found", ("occgen", "build", "--source", "folder", "--data",
+                                                                 "{root}/nope", "--out", "{tmp}/o")),
+    "occgen build: SRC without images": (1, "no images found under", ("occgen", "build", "--source", "folder",
+                                                                      "--data", "{root}/only-text", "--out", "{tmp}/o")),
+    "occgen build: bad image files": (0, "", ("occgen", "build", "--source", "folder", "--data", "{root}/bad-images",
+                                              "--out", "{tmp}/o", "--workers", "0", "--quiet")),
+    "occgen build: malformed pairs": (1, "pairs-malformed.txt: no readable pair line (line 2: expected 3 or 4 fields)",
+                                      ("occgen", "build", "--source", "lfw", "--data", "{root}/bad-images", "--pairs",
+                                       "{root}/pairs-malformed.txt", "--out", "{tmp}/o", "--quiet")),
+    "occgen build: empty pairs": (1, "first line must be", ("occgen", "build", "--source", "lfw", "--data",
+                                                            "{root}/bad-images", "--pairs", "{root}/pairs-empty.txt",
+                                                            "--out", "{tmp}/o", "--quiet")),
+    "occgen build: OUT under a file": (1, "cannot write to output folder", ("occgen", "build", "--source", "folder",
+                                                                            "--data", "{root}/bad-images", "--out",
+                                                                            "{root}/a-file/o", "--quiet")),
+    "occgen build: garbage pack": (1, "where a RecordIO part header belongs", ("occgen", "build", "--source", "rec",
+                                                                               "--data", "{root}/pack-garbage", "--out",
+                                                                               "{tmp}/o", "--workers", "0", "--quiet")),
+    "occgen build: pack without index": (1, "a pack needs its index a-file.idx", ("occgen", "build", "--source", "rec",
+                                                                                  "--data", "{root}/a-file", "--out",
+                                                                                  "{tmp}/o")),
+    "occgen build: garbage bin": (1, "not a readable verification pickle", ("occgen", "build", "--source", "bin",
+                                                                            "--data", "{root}/garbage.bin", "--out",
+                                                                            "{tmp}/o")),
+    "occgen build: bin is a folder": (1, "verification .bin not found", ("occgen", "build", "--source", "bin", "--data",
+                                                                         "{root}/empty", "--out", "{tmp}/o")),
+    "occgen to-bin: no pairs.csv": (1, "only-text: no pairs.csv", ("occgen", "to-bin", "--data", "{root}/only-text",
+                                                                   "--out-file", "{tmp}/x.bin")),
+    "occgen to-bin: OUT under a file": (1, "cannot write", ("occgen", "to-bin", "--data", "{root}/pairs-good",
+                                                            "--out-file", "{root}/a-file/x.bin")),
+    "occgen preview: not a dataset": (1, "no manifest.csv images or shards", ("occgen", "preview", "--data",
+                                                                              "{root}/only-text")),
+    "occgen preview: missing": (2, "Invalid value for '--data'", ("occgen", "preview", "--data", "{root}/nope")),
+    "occgen assets: bad occluders": (1, "no usable occluder images", ("occgen", "assets", "--occluders",
+                                                                      "{root}/only-text")),
     # alob-train
-    "train: missing data": ("alob-train", "--data", "{root}/nope", "--out", "{tmp}/run"),
-    "train: empty data": ("alob-train", "--data", "{root}/empty", "--out", "{tmp}/run"),
-    "train: garbage shard": ("alob-train", "--data", "{root}/shards-garbage", "--out", "{tmp}/run", "--max-steps",
-                             "1", "--workers", "0", "--quiet"),
-    "train: classes.csv disagrees": ("alob-train", "--data", "{root}/shards-disagree", "--out", "{tmp}/run",
-                                     "--max-steps", "1", "--workers", "0", "--quiet", "--batch-size", "4"),
-    "train: shard without json": ("alob-train", "--data", "{root}/shards-nojson", "--out", "{tmp}/run",
-                                  "--max-steps", "1", "--workers", "0", "--quiet", "--batch-size", "1"),
-    "train: resume nothing": ("alob-train", "--out", "{tmp}/run", "--resume"),
-    "train: bad backbone": ("alob-train", "--data", "{root}/folders-good", "--backbone", "vgg"),
+    "train: missing data": (1, "data folder not found", ("alob-train", "--data", "{root}/nope", "--out", "{tmp}/run2")),
+    "train: empty data": (1, "no identity folders with images", ("alob-train", "--data", "{root}/empty", "--out",
+                                                                 "{tmp}/run2")),
+    "train: garbage shard": (1, "no readable shard", ("alob-train", "--data", "{root}/shards-garbage", "--out",
+                                                      "{tmp}/run2", "--max-steps", "1", "--workers", "0", "--quiet")),
+    "train: classes.csv disagrees": (1, "1 samples are fewer than one batch of 4",  # classes.csv counts 1
+                                     ("alob-train", "--data", "{root}/shards-disagree", "--out", "{tmp}/run2",
+                                      "--max-steps", "1", "--workers", "0", "--quiet", "--batch-size", "4")),
+    "train: shard without json": (1, "no training sample could be read", ("alob-train", "--data",
+                                                                          "{root}/shards-nojson", "--out", "{tmp}/run2",
+                                                                          "--max-steps", "1", "--workers", "0",
+                                                                          "--quiet", "--batch-size", "1")),
+    "train: resume nothing": (1, "nothing to resume", ("alob-train", "--out", "{tmp}/run2", "--resume")),
+    "train: data into an earlier run": (1, "--resume", ("alob-train", "--data", "{root}/folders-good", "--out",
+                                                        "{tmp}/run", "--max-steps", "1", "--workers", "0", "--quiet")),
+    "train: bad backbone": (2, "Invalid value for '--backbone': 'vgg'", ("alob-train", "--data", "{root}/folders-good",
+                                                                         "--backbone", "vgg")),
     # alob-eval
-    "eval: no model": ("alob-eval", "--bench", "x={root}/pairs-good"),
-    "eval: missing checkpoint": ("alob-eval", "--checkpoint", "{root}/nope", "--bench", "x={root}/pairs-good"),
-    "eval: embeddings not npz": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/pairs-good",
-                                 "--out", "{tmp}/rep"),
-    "eval: malformed pairs.txt": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench",
-                                  "x={root}/bad-images@{root}/pairs-malformed.txt"),
-    "eval: garbage bin": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/garbage.bin"),
-    "eval: bench without pairs": ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/empty"),
-    "eval ar: empty": ("alob-eval", "ar", "--ar-dir", "{root}/empty", "--embeddings", "{root}/not-npz.npz"),
-    "eval tsne: missing": ("alob-eval", "tsne", "--images", "{root}/nope", "--embeddings", "{root}/not-npz.npz"),
-    "eval cam: not a dataset": ("alob-eval", "cam", "--data", "{root}/only-text", "--checkpoint", "{root}/nope"),
-    "eval diagnose: no pairs": ("alob-eval", "diagnose", "--checkpoint", "{root}/only-text",
-                                "--bench", "x={root}/only-text"),
+    "eval: no model": (2, "give exactly one model", ("alob-eval", "--bench", "x={root}/pairs-good", "--out",
+                                                     "{tmp}/rep")),
+    "eval: missing checkpoint": (2, "Invalid value for '--checkpoint'", ("alob-eval", "--checkpoint", "{root}/nope",
+                                                                         "--bench", "x={root}/pairs-good", "--out",
+                                                                         "{tmp}/rep")),
+    "eval: embeddings not npz": (1, "not-npz.npz is not a readable embeddings file", (
+        "alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/pairs-good", "--out", "{tmp}/rep")),
+    "eval: malformed pairs.txt": (1, "pairs-malformed.txt:2: expected 3 or 4 fields", (
+        "alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench", "x={root}/bad-images@{root}/pairs-malformed.txt",
+        "--out", "{tmp}/rep")),
+    "eval: garbage bin": (1, "not a readable verification pickle", ("alob-eval", "--embeddings", "{root}/not-npz.npz",
+                                                                    "--bench", "x={root}/garbage.bin", "--out",
+                                                                    "{tmp}/rep")),
+    "eval: bench without pairs": (2, "no pair list at", ("alob-eval", "--embeddings", "{root}/not-npz.npz", "--bench",
+                                                         "x={root}/empty", "--out", "{tmp}/rep")),
+    "eval ar: empty": (1, "no AR-named images", ("alob-eval", "ar", "--data", "{root}/empty", "--embeddings",
+                                                 "{root}/not-npz.npz", "--out", "{tmp}/rep")),
+    "eval tsne: missing": (2, "Invalid value for '--data'", ("alob-eval", "tsne", "--data", "{root}/nope",
+                                                               "--embeddings", "{root}/not-npz.npz", "--out-file",
+                                                               "{tmp}/rep/tsne.png")),
+    "eval cam: not a dataset": (2, "Invalid value for '--checkpoint'", ("alob-eval", "cam", "--data",
+                                                                        "{root}/only-text", "--checkpoint",
+                                                                        "{root}/nope", "--out", "{tmp}/rep")),
+    "eval diagnose: no pairs": (2, "no pair list at", ("alob-eval", "diagnose", "--checkpoint", "{tmp}/run",
+                                                       "--bench", "x={root}/only-text", "--out", "{tmp}/rep")),
     # alob-pipeline
-    "pipeline: missing lfw": ("alob-pipeline", "--lfw-dir", "{root}/nope", "--work", "{tmp}/w", "--no-download"),
-    "pipeline: empty lfw": ("alob-pipeline", "--lfw-dir", "{root}/empty", "--work", "{tmp}/w", "--no-download"),
-    "pipeline: bad folds": ("alob-pipeline", "--lfw-dir", "{root}/empty", "--train-folds", "eleven"),
+    "pipeline: missing lfw": (1, "expected lfw-deepfunneled/", ("alob-pipeline", "--data", "{root}/nope", "--out",
+                                                                "{tmp}/w", "--no-download")),
+    "pipeline: empty lfw": (1, "expected lfw-deepfunneled/", ("alob-pipeline", "--data", "{root}/empty", "--out",
+                                                              "{tmp}/w", "--no-download")),
+    "pipeline: bad folds": (2, "'eleven': expected a comma-separated list", ("alob-pipeline", "--data",
+                                                                             "{root}/empty", "--out", "{tmp}/w",
+                                                                             "--train-on", "eleven")),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_command_on_bad_input_never_tracebacks(corpus, tmp_path, name):
-    args = [a.format(root=corpus, tmp=tmp_path) for a in CASES[name]]
-    _no_traceback(_run(*args, cwd=tmp_path))
+def test_command_on_bad_input_never_tracebacks(corpus, earlier, tmp_path, name):
+    """The exact exit code, one error line saying what is wrong, no traceback, and what earlier
+    runs wrote where the command writes (OUT, the run, the report, the .bin, the work folder)
+    left as it was; a run that does its work (exit 0) resumes an earlier identical run."""
+    code, says, command = CASES[name]
+    mine = earlier["align" if command[0] == "align-faces" else "occgen" if command[0] == "occgen" else "other"]
+    for item in mine.iterdir():
+        shutil.copytree(item, tmp_path / item.name) if item.is_dir() else shutil.copy2(item, tmp_path / item.name)
+    before = _snapshot(tmp_path)
+    result = _run(*[a.format(root=corpus, tmp=tmp_path) for a in command], cwd=tmp_path)
+    _no_traceback(result, allowed=(code,))
+    after = _snapshot(tmp_path)
+    if code:
+        assert says in _error_line(result), result.stderr
+        assert {k: v for k, v in after.items() if k in before} == before, "an earlier run's output was changed"
+        assert not [k for k in after if k not in before and not k.startswith("run2/")], sorted(set(after) - set(before))
+    else:
+        assert result.stderr == ""
+        del before["o/dataset.json"], after["o/dataset.json"]  # the rerun's time and command
+        assert after == before, "a resumed rerun changed the earlier output"
 
 
 _TRAIN = ("--backbone", "lightcnn9", "--batch-size", "4", "--max-steps", "3", "--workers", "0", "--quiet",
           "--no-tensorboard")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data", ["shards-bad-jpeg", "folders-zero-byte", "shards-cut", "shards-one-garbage"])
 def test_one_bad_sample_is_skipped_and_counted(corpus, tmp_path, data):
     result = _run("alob-train", "--data", str(corpus / data), "--out", str(tmp_path / "run"), *_TRAIN)
@@ -187,6 +290,7 @@ def test_one_bad_sample_is_skipped_and_counted(corpus, tmp_path, data):
     assert "skipped 1 bad samples" in result.stdout
 
 
+@pytest.mark.slow
 def test_too_many_bad_samples_is_a_one_line_error(corpus, tmp_path):
     result = _run("alob-train", "--data", str(corpus / "folders-zero-byte"), "--out", str(tmp_path / "run"),
                   "--max-bad-samples", "0", "--epochs", "1", *_TRAIN)
@@ -202,6 +306,7 @@ def _corrupt_run(corpus: Path, tmp_path: Path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path):
     run = _corrupt_run(corpus, tmp_path)
     last = run / "checkpoints" / "last.pt"
@@ -213,12 +318,14 @@ def test_damaged_run_folder_is_an_error_and_is_not_overwritten(corpus, tmp_path)
                  "--bench", f"x={corpus / 'pairs-good'}")):
         result = _run(*cmd, cwd=tmp_path)
         _no_traceback(result, allowed=(1,))
-        assert "damaged" in result.stderr and str(last) in result.stderr, result.stderr
+        assert "damaged" in _error_line(result) and str(last) in result.stderr, result.stderr
     assert last.read_bytes() == before
-    (run / "run.json").write_text("{ this is not json")
-    _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
-    (run / "run.json").write_text(json.dumps({"config": {"backbone": 7, "batch_size": "many"}}))
-    _no_traceback(_run("alob-train", "--out", str(run), "--resume"), allowed=(1,))
+    for text in ("{ this is not json", json.dumps({"config": {"backbone": 7, "batch_size": "many"}})):
+        (run / "run.json").write_text(text)
+        result = _run("alob-train", "--out", str(run), "--resume")
+        _no_traceback(result, allowed=(1,))
+        assert str(run / "run.json") in _error_line(result)
+        assert (run / "run.json").read_text() == text and last.read_bytes() == before
 
 
 # ---- ONNX models, alob-export and alob-eval suite (issue 21) ----
@@ -273,6 +380,7 @@ def _run_tool(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return _run(*cmd, cwd=cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ONNX_CASES))
 def test_onnx_export_and_suite_bad_inputs_never_traceback(corpus, tmp_path, name):
     _onnx_inputs(corpus)
@@ -375,6 +483,7 @@ def test_the_readme_failure_table_is_found():
     assert {code for _, _, code in rows} == {0, 1, 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", _readme_failure_rows(), ids=lambda r: f"{r[0]}: {r[1]} -> {r[2]}")
 def test_each_readme_failure_row_exits_as_stated(corpus, readme_inputs, tmp_path, row):
     command, case, code = row

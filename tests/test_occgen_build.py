@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from occgen.build import BuildConfig, Job, build
 from occgen.cli import main
-from occgen.synth import OcclusionConfig, parse_scale_set
+from occgen.synth import OcclusionConfig, occlude, parse_scale_set
 
 IDENTITIES = ["Alice_A", "Bob_B", "Carol.C", "Dan_D"]
 
@@ -99,7 +99,7 @@ def test_same_output_with_1_and_2_workers(tree, tmp_path):
 
 
 def test_shards_identical_with_1_and_3_jobs_and_readable(tree, tmp_path):
-    config = BuildConfig("folder", OcclusionConfig(scale_set=parse_scale_set("1:0.5:5")), seed=5, copies=3,
+    config = BuildConfig("folder", OcclusionConfig(scale_set=parse_scale_set("1..5/0.5")), seed=5, copies=3,
                          format="shards", unit_size=10)
     one = run(tree, tmp_path / "one", config)
     assert one["complete"]
@@ -142,7 +142,7 @@ def test_dataset_names():
 
     assert name(factor=2.0, blend="rect") == "lfw-occ-2.0" and name(factor=3.0) == "lfw-occ-3.0-alpha"
     assert name(ratio=0.4309) == "lfw-occ-r0.4309" and name(ratio=0.52, placement="semantic") == "lfw-occ-r0.52-semantic"
-    assert name("folder", scale_set=parse_scale_set("1:0.5:5")) == "casia-aligned-occ-s1-5"
+    assert name("folder", scale_set=parse_scale_set("1..5/0.5")) == "casia-aligned-occ-s1-5"
 
 
 def test_resume_skips_finished_units(tree, tmp_path):
@@ -172,25 +172,31 @@ def test_cli_build_and_preview(tree, pairs_file, tmp_path):
     result = runner.invoke(main, ["build", "--source", "lfw", "--data", str(tree), "--out", str(out), "--factor", "2.0",
                                   "--workers", "0", "--quiet"])
     assert result.exit_code == 1 and "other settings" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error: ")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "/nonexistent/folder"], "source folder not found"),
-    (["--factor", "2", "--ratio", "0.5"], "only one of"),
-    (["--scale-set", "5:1:1"], "bad scale set"),
-    (["--occluders", "/nonexistent/occ"], "occluder folder not found"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--data", "/nonexistent/folder"], 1, "source folder not found"),
+    (["--factor", "2", "--ratio", "0.5"], 2, "only one of"),
+    (["--scale-set", "5..1/1"], 2, "bad scale set"),
+    (["--occluders", "/nonexistent/occ"], 1, "occluder folder not found"),
 ])
-def test_cli_bad_input_one_line(tree, tmp_path, args, message):
+def test_cli_bad_input_one_line(tree, tmp_path, args, code, message):
     base = ["build", "--source", "folder", "--data", str(tree), "--out", str(tmp_path / "x"), "--quiet", "--workers", "0"]
     result = CliRunner().invoke(main, base + args)
-    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert result.exit_code == code and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    if code == 1:  # a usage error (2) comes under click's usage lines
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_size_mode_and_format_defaults_are_python_data(tree, tmp_path):
     from occgen.build_config import DEFAULT_FORMAT, DEFAULT_SIZE_MODE, default_occlusion
 
     assert default_occlusion("lfw") == OcclusionConfig(ratio=0.52)
-    assert default_occlusion("folder") == OcclusionConfig(scale_set=parse_scale_set("1:0.5:5"))
+    assert default_occlusion("folder") == OcclusionConfig(scale_set=parse_scale_set("1..5/0.5"))
     assert default_occlusion("lfw", factor=3.0, blend="rect") == OcclusionConfig(factor=3.0, blend="rect")
     runner = CliRunner()
     help_text = " ".join(runner.invoke(main, ["build", "-h"]).output.split())
@@ -198,7 +204,7 @@ def test_size_mode_and_format_defaults_are_python_data(tree, tmp_path):
             "--ratio 0.52 for bin]") in help_text
     assert "DESIGN.md" not in help_text
     assert "[default: folder for lfw, shards for folder, shards for rec, folder for bin]" in help_text
-    DEFAULT_SIZE_MODE["folder"]["scale_set"], saved = "2:1:4", DEFAULT_SIZE_MODE["folder"]["scale_set"]
+    DEFAULT_SIZE_MODE["folder"]["scale_set"], saved = "2..4/1", DEFAULT_SIZE_MODE["folder"]["scale_set"]
     try:  # the CLI reads the defaults, it does not repeat them
         result = runner.invoke(main, ["build", "--source", "folder", "--data", str(tree), "--out", str(tmp_path / "o"),
                                       "--workers", "0", "--quiet"])
@@ -257,3 +263,102 @@ def test_user_errors_are_one_line_in_every_command(tree, tmp_path):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 1, (name, result.output)
         assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error: "), name
+
+
+def test_cli_overwrite_rebuilds_and_allows_other_settings(tree, tmp_path):
+    out = tmp_path / "o"
+    base = ["build", "--source", "folder", "--data", str(tree), "--out", str(out), "--format", "folder",
+            "--factor", "3.0", "--workers", "0", "--quiet"]
+    assert CliRunner().invoke(main, base).exit_code == 0
+    before = digest_tree(out)
+    image = sorted((out / "images").rglob("*.jpg"))[0]
+    image.write_bytes(b"stale bytes of an earlier build")
+    assert CliRunner().invoke(main, base).exit_code == 0  # a rerun resumes: finished units are kept
+    assert image.read_bytes() == b"stale bytes of an earlier build"
+    result = CliRunner().invoke(main, base + ["--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert digest_tree(out) == before
+    assert json.loads((out / "dataset.json").read_text())["run"]["units_resumed"] == 0
+    refused = CliRunner().invoke(main, [*base[:-5], "--factor", "2.0", "--workers", "0", "--quiet"])
+    assert refused.exit_code == 1 and "other settings" in refused.output
+    other = CliRunner().invoke(main, [*base[:-5], "--factor", "2.0", "--workers", "0", "--quiet", "--overwrite"])
+    assert other.exit_code == 0, other.output
+    assert json.loads((out / "dataset.json").read_text())["settings"]["occlusion"]["factor"] == 2.0
+    assert digest_tree(out) != before
+
+
+def test_ratio_spread_is_the_spread_of_the_per_image_targets(tree, tmp_path):
+    """--ratio-spread: each image's target coverage is drawn around the (calibrated) mean with
+    that standard deviation (0: every image of a category the same target)."""
+    image = np.zeros((112, 96, 3), np.uint8)
+    for spread in (0.0, 0.08, 0.15):
+        cfg = OcclusionConfig(ratio=0.5, ratio_spread=spread, categories=("cup",))
+        targets = [occlude(image, np.random.default_rng([7, i]), config=cfg)[2]["target"] for i in range(2000)]
+        assert abs(np.std(targets) - spread) < 0.01, spread
+    ratios = {}
+    for spread in ("0.08", "0.25"):
+        out = tmp_path / spread
+        result = CliRunner().invoke(main, ["build", "--source", "folder", "--data", str(tree), "--out", str(out),
+                                           "--ratio", "0.5", "--ratio-spread", spread, "--workers", "0", "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "dataset.json").read_text())["settings"]["occlusion"]["ratio_spread"] == float(spread)
+        ratios[spread] = pd.read_csv(out / "manifest.csv").query("kind == 'occluder'")["ratio"].to_numpy()
+    assert len(ratios["0.08"]) == len(ratios["0.25"]) > 10 and not np.array_equal(ratios["0.08"], ratios["0.25"])
+
+
+def test_failed_alignment_rows_are_carried_over(tmp_path):
+    """An align-faces output with failed inputs: occgen occludes the written crops and lists each
+    failed input once, status failed, with alignment's reason."""
+    from alignment.cli import main as align_main
+
+    src = tmp_path / "photos" / "person"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        cv2.imwrite(str(src / f"face_{k}.jpg"), face_like(rng)[:, :, ::-1])
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "text.jpg").write_text("not an image")
+    aligned = tmp_path / "aligned"
+    result = CliRunner().invoke(align_main, ["--data", str(tmp_path / "photos"), "--out", str(aligned), "--workers", "0",
+                                             "--quiet"])
+    assert result.exit_code == 0, result.output
+    reasons = pd.read_csv(aligned / "manifest.csv", keep_default_na=False).set_index("source")["reason"]
+    out = tmp_path / "occ"
+    result = CliRunner().invoke(main, ["build", "--source", "folder", "--data", str(aligned), "--out", str(out),
+                                       "--format", "folder", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    failed = manifest[manifest["status"] == "failed"].set_index("source")
+    assert sorted(failed.index) == ["person/empty.jpg", "person/text.jpg"]
+    for source, row in failed.iterrows():
+        assert row["reason"] == f"alignment: {reasons[source]}" and row["path"] == ""
+    assert sorted(manifest.loc[manifest["status"] == "ok", "source"]) == [f"person/face_{k}.jpg" for k in range(3)]
+    counts = json.loads((out / "dataset.json").read_text())["counts"]
+    assert counts["failed_inputs"] == 2 and counts["inputs"] == 5
+
+
+def test_cli_preview_category_shows_only_that_category(tree, tmp_path):
+    """preview --category X of a set is the sheet of the same set with every other category
+    removed from its manifest (same seed), and not the sheet of the whole set."""
+    import shutil
+
+    out = tmp_path / "set"
+    result = CliRunner().invoke(main, ["build", "--source", "lfw", "--data", str(tree), "--out", str(out),
+                                       "--factor", "2.0", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    category = manifest.loc[manifest["kind"] == "occluder", "category"].value_counts().index[0]
+    only = tmp_path / "only"
+    shutil.copytree(out, only)
+    manifest[manifest["category"] == category].to_csv(only / "manifest.csv", index=False)
+    sheets = {}
+    for name, args in (("category", ["--data", str(out), "--category", category]), ("restricted", ["--data", str(only)]),
+                       ("all", ["--data", str(out)])):
+        result = CliRunner().invoke(main, ["preview", *args, "--out-file", str(tmp_path / f"{name}.png"), "--count",
+                                           "48"])
+        assert result.exit_code == 0, result.output
+        sheets[name] = cv2.imread(str(tmp_path / f"{name}.png"))
+    assert np.array_equal(sheets["category"], sheets["restricted"])
+    assert sheets["category"].shape != sheets["all"].shape or not np.array_equal(sheets["category"], sheets["all"])
+    missing = CliRunner().invoke(main, ["preview", "--data", str(out), "--category", "no-such-category"])
+    assert missing.exit_code == 1 and "no occluder samples of no-such-category" in missing.output

@@ -27,6 +27,29 @@ def test_bundled_library_is_complete():
     assert size < 3_000_000
 
 
+def test_bundled_index_agrees_with_the_files_on_disk():
+    """index.csv checked against what is there, not against its generator: one row per PNG of
+    each category folder (7 in each of 9, the 63 of docs/BENCHMARKS.md), each row's size the
+    PNG's own, the hints ARCHITECTURE.md gives the categories (eyewear: eyes; mouth masks and
+    scarves: mouth; the rest anywhere), anchors inside the image, and every category installed
+    by setup.cfg."""
+    root = default_library_path()
+    index = pd.read_csv(root / "index.csv")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    on_disk = sorted(f"{folder.name}/{png.name}" for folder in folders for png in folder.glob("*.png"))
+    assert sorted(index["file"]) == on_disk and len(on_disk) == 63
+    assert index.groupby("category").size().to_dict() == {folder.name: 7 for folder in folders}
+    for row in index.itertuples():
+        height, width = cv2.imread(str(root / row.file), cv2.IMREAD_UNCHANGED).shape[:2]
+        assert (row.width, row.height) == (width, height), row.file
+        expected = ("eyes" if row.category in ("eyeglasses", "sunglasses", "eye_mask")
+                    else "mouth" if row.category in ("mouth_mask", "scarf") else "anywhere")
+        assert row.hint == expected and 0 <= row.anchor_x <= 1 and 0 <= row.anchor_y <= 1, row.file
+    setup = (root.parents[1] / "setup.cfg").read_text()
+    for folder in folders:
+        assert f"share/alob-toolkit/occluders/{folder.name} = assets/occluders/{folder.name}/*.png" in setup
+
+
 def test_generator_reproduces_committed_assets():
     """Byte-identical with the OpenCV the assets were drawn with; another OpenCV release may
     anti-alias an edge pixel differently, so a handful of pixels may differ by a few levels."""

@@ -333,6 +333,7 @@ def aligned_lfw(lfw_dir, tmp_path_factory, optional_part):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("landmarks", ["auto", "model"])
 def test_masks_on_real_faces(aligned_lfw, landmarks):
     manifest = pd.read_csv(aligned_lfw / "manifest.csv", dtype=str, keep_default_na=False)
@@ -360,6 +361,7 @@ def test_masks_on_real_faces(aligned_lfw, landmarks):
     assert failures == [], f"{len(failures)} placement failures, e.g. {failures[:5]}"
 
 
+@pytest.mark.slow
 def test_lfw_masked_build_real(aligned_lfw, lfw_pairs, tmp_path):
     config = BuildConfig("lfw", OcclusionConfig(ratio=0.52), kind="mask", pairs=str(lfw_pairs))
     summary = build(Job(aligned_lfw, tmp_path / "masked", config), progress=False)

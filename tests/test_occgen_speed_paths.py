@@ -62,10 +62,15 @@ def test_curve_solver_meets_targets_per_image_at_least_as_well_as_the_search(pla
 
 
 def test_search_solver_is_still_there_and_differs():
+    """The old per-image search is still selectable: with the same draws it picks the same
+    occluder but sizes and places it otherwise than the default curve solver."""
     image = np.zeros((112, 96, 3), np.uint8)
-    old = occlude(image, np.random.default_rng(1), config=OcclusionConfig(ratio=0.5, ratio_solver="search"))
-    new = occlude(image, np.random.default_rng(1), config=OcclusionConfig(ratio=0.5))
-    assert old[2]["mode"] == new[2]["mode"] == "ratio"
+    for i in range(12):
+        old = occlude(image, np.random.default_rng([5, i]), config=OcclusionConfig(ratio=0.5, ratio_solver="search"))
+        new = occlude(image, np.random.default_rng([5, i]), config=OcclusionConfig(ratio=0.5))
+        assert old[2]["mode"] == new[2]["mode"] == "ratio" and old[2]["asset"] == new[2]["asset"]
+        assert not np.array_equal(old[1], new[1]), i
+        assert (old[2]["x"], old[2]["y"], old[2]["scale"]) != (new[2]["x"], new[2]["y"], new[2]["scale"]), i
     with pytest.raises(ValueError):
         OcclusionConfig(ratio=0.5, ratio_solver="guess")
 

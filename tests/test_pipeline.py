@@ -4,6 +4,8 @@ LFW) a tiny end-to-end run of every stage."""
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import ctrl_c_reaches_child
 from alob_common.pairs import parse_pairs_txt
 from alob_experiment.cli import main as pipeline_main
 from alob_common.settings import SettingsChanged
@@ -189,21 +192,74 @@ def _real_mini_lfw(lfw_dir: Path, lfw_pairs: Path, root: Path) -> Path:
     return root
 
 
-def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
+def _accuracy_directly(run: Path, bench: Path) -> float:
+    """10-fold accuracy of a run's last checkpoint on an occgen pair set, computed here: the
+    unfused model's embeddings of the crops, their cosines, the evaluation's fold rule."""
+    import numpy as np
+    import torch
+
+    from alob_common.images import read_rgb
+    from alob_common.pairs import pairs_csv_table
+    from alob_common.verification import cosine_scores, fold_accuracy, verification_folds
+    from alob_train.checkpoint import load_model
+    from alob_train.preprocess import fit_to_input, normalize
+
+    model, cfg = load_model(run, "last")
+    table = pairs_csv_table(bench)
+    paths = sorted(set(table.path1) | set(table.path2))
+    batch = torch.stack([fit_to_input(torch.from_numpy(read_rgb(p)).permute(2, 0, 1), tuple(cfg["input_size"]))
+                         for p in paths])
+    vectors = dict(zip(paths, model.embed(normalize(batch)).double().numpy()))
+    scores = cosine_scores(np.stack([vectors[p] for p in table.path1]), np.stack([vectors[p] for p in table.path2]))
+    same = table.same.to_numpy(bool)
+    return fold_accuracy(scores, same, verification_folds(same, table.fold.to_numpy())[0]).mean
+
+
+@pytest.mark.slow
+def test_end_to_end_on_real_lfw_images_interrupted_and_resumed(lfw_dir, lfw_pairs, tmp_path):
+    """Ctrl-C during alignment stops the run with exit 130 and one line; the same command then
+    resumes the alignment and runs every stage; each reported accuracy is the one computed here
+    from the trained checkpoint; a third run skips every stage."""
+    import os
+    import signal
+    import subprocess
+    import time
+
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
     args = ["--quick", "--data", str(root), "--out", str(work), "--max-steps", "2", "--batch-size", "8",
             "--cam-limit", "6", "--init", "scratch",
             "--workers", "1"]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "alob-pipeline"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_reaches_child)
+    deadline = time.monotonic() + 300
+    # 24 of the 49 crops: the first chunk of 16 is done (its rows with the parent), the second is running
+    while proc.poll() is None and len(list(work.glob("aligned/*/*.jpg"))) < 24 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole foreground group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: rerun the same command to resume"
+    assert not (work / "stages" / "align.json").exists()
+    saved = len((work / "aligned" / "manifest.csv").read_text().splitlines()) - 1  # align-faces saved its rows
+    assert 0 < saved < 49 and "interrupted: " in (work / "logs" / "align.log").read_text()
+
     result = CliRunner().invoke(pipeline_main, args)
     assert result.exit_code == 0, result.output
+    assert f"({saved} already done, resumed)" in (work / "logs" / "align.log").read_text()
     report = json.loads((work / "report" / "report.json").read_text())
     assert set(report["results"]) == {"baseline", "alob"}
     for variant, benches in report["results"].items():
         assert set(benches) == {"lfw", "lfw-occ-2.0", "lfw-occ-3.0", "lfw-masked"}
-        for r in benches.values():
-            assert r["pairs"] == 10 and r["folds"] == 5 and 0 <= r["accuracy"] <= 1
+        for bench, r in benches.items():
+            assert r["pairs"] == 10 and r["folds"] == 5
+            stored = json.loads((work / "reports" / variant / "results.json").read_text())["results"][bench]
+            assert r["accuracy"] == stored["accuracy"]
         assert report["training"][variant]["steps"] == 2
+        expected = _accuracy_directly(work / "runs" / variant, work / "data" / "lfw-occ-3.0")
+        assert benches["lfw-occ-3.0"]["accuracy"] == pytest.approx(expected, abs=1e-9), variant
     text = (work / "report" / "report.md").read_text()
     for picture in ("roc-baseline.png", "roc-alob.png", "cam_grid.png"):
         assert (work / "report" / picture).stat().st_size > 1000 and picture in text
@@ -213,6 +269,7 @@ def test_end_to_end_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     assert again.exit_code == 0 and again.output.count("skipped") == len(report["stages"])
 
 
+@pytest.mark.slow
 def test_default_pretrained_run_on_real_lfw_images(lfw_dir, lfw_pairs, tmp_path):
     """The first command's default: FaceNet as it comes, and the baseline and ALOB fine-tuned from it."""
     from alob_train.pretrained import facenet_graph_file
@@ -290,6 +347,7 @@ def test_every_stage_command_line_parses_with_its_command(tmp_path, size, aligne
             assert str(work / "train-src") in trains["train-baseline-clean"]
 
 
+@pytest.mark.slow
 def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs, tmp_path):
     root = _real_mini_lfw(lfw_dir, lfw_pairs, tmp_path / "lfw")
     work = tmp_path / "work"
@@ -303,8 +361,16 @@ def test_two_seeds_both_halves_end_to_end_with_paired_report(lfw_dir, lfw_pairs,
     comparison = json.loads((work / "report" / "comparison.json").read_text())
     # seed by seed, both halves each: a finished seed has both halves (an interrupted long run is paired)
     assert comparison["runs"] == ["folds-0-4/seed-0", "folds-5-9/seed-0", "folds-0-4/seed-1", "folds-5-9/seed-1"]
+    from scipy import stats
+
+    def accuracy(run: str, config: str, bench: str) -> float:
+        return json.loads((work / run / "reports" / config / "results.json").read_text())["results"][bench]["accuracy"]
+
+    differences = [accuracy(r, "alob-lambda0", "lfw-occ-3.0") - accuracy(r, "baseline", "lfw-occ-3.0") for r in runs]
+    half = stats.t.ppf(0.975, 3) * statistics.stdev(differences) / 2  # n = 4 runs
     acc = comparison["differences"]["alob-lambda0"]["lfw-occ-3.0"]["accuracy"]
-    assert acc["n"] == 4 and acc["low"] <= acc["mean"] <= acc["high"]
+    assert acc["n"] == 4 and acc["mean"] == pytest.approx(statistics.mean(differences), abs=1e-12)
+    assert (acc["low"], acc["high"]) == pytest.approx((acc["mean"] - half, acc["mean"] + half), abs=1e-12)
     fold_level = comparison["differences"]["alob-lambda0"]["lfw"]["accuracy_fold_level"]
     assert fold_level["n"] == 4 * 5
     text = (work / "report" / "comparison.md").read_text()
@@ -320,3 +386,109 @@ def test_until_plateau_holds_out_the_last_training_fold(lfw_dir, lfw_pairs, tmp_
     assert split.val_fold == 4 and split.train_folds == [0, 1, 2, 3] and len(split.val_lines) == 2
     assert not set(split.val_people) & set(split.train_people)
     assert not set(split.val_people) & set(split.test_people)
+
+
+def test_t_interval_and_verdicts_against_hand_computations():
+    """Mean ± t(0.975, n−1)·s/√n with Student's t from the tables (3.182446 for 3 degrees of
+    freedom, 4.302653 for 2), and the verdict: wins / loses when the interval excludes 0."""
+    from alob_experiment.comparison import interval, verdict
+
+    ci = interval([0.01, 0.03, -0.01, 0.02])  # mean 0.0125, s² = 8.75e-4 / 3
+    half = 3.182446 * math.sqrt(8.75e-4 / 3) / 2
+    assert ci["n"] == 4 and ci["mean"] == pytest.approx(0.0125)
+    assert (ci["low"], ci["high"]) == pytest.approx((0.0125 - half, 0.0125 + half), abs=1e-6)
+    assert verdict(ci) == "tie"
+    half = 4.302653 * 0.005 / math.sqrt(3)  # 0.02, 0.03, 0.025: s = 0.005
+    wins = interval([0.02, 0.03, 0.025])
+    assert (wins["low"], wins["high"]) == pytest.approx((0.025 - half, 0.025 + half), abs=1e-6)
+    assert verdict(wins) == "wins" and verdict(interval([-0.02, -0.03, -0.025])) == "loses"
+    assert interval([0.4]) == {"n": 1, "mean": 0.4, "low": None, "high": None} and verdict(interval([0.4])) == "n/a"
+
+
+def test_comparison_report_pairs_each_run_with_its_baseline(tmp_path):
+    """Two runs whose results are made here: the report's paired differences are the hand
+    computed ones (per run, and per run × fold) and its verdicts follow them."""
+    from alob_experiment.comparison import write_comparison_report
+
+    def results(accuracy: float, folds: list[float], tar: float) -> dict:
+        return {"accuracy": accuracy, "fold_accuracies": folds,
+                "tar_at_far": {"0.01": {"tar": tar}, "0.001": {"tar": tar / 2}}}
+
+    runs = []
+    for k, (base, alob) in enumerate(((0.70, 0.74), (0.60, 0.66))):
+        run = Settings(work=str(tmp_path / f"run{k}"), size="quick", lfw_images="/a", pairs_txt="/p", seed=k)
+        for config, acc in (("baseline", base), ("alob", alob)):
+            report = Path(run.work) / "reports" / config
+            report.mkdir(parents=True)
+            folds = [acc - 0.01, acc + 0.01]
+            (report / "results.json").write_text(json.dumps({"results": {b: results(acc, folds, acc / 2)
+                                                                         for b in SCENARIOS}}))
+            metrics = Path(run.work) / "runs" / config
+            metrics.mkdir(parents=True)
+            (metrics / "metrics.csv").write_text("step,phase,acc\n1,train,0.5\n")
+        runs.append(run)
+    settings = Settings(work=str(tmp_path), size="quick", lfw_images="/a", pairs_txt="/p")
+    write_comparison_report(settings, runs)
+    comparison = json.loads((tmp_path / "report" / "comparison.json").read_text())
+    assert comparison["runs"] == ["run0", "run1"]
+    accuracy = comparison["differences"]["alob"]["lfw"]["accuracy"]
+    half = 12.706205 * math.sqrt(((0.04 - 0.05) ** 2 + (0.06 - 0.05) ** 2) / 1) / math.sqrt(2)
+    assert accuracy["n"] == 2 and accuracy["mean"] == pytest.approx(0.05)
+    assert (accuracy["low"], accuracy["high"]) == pytest.approx((0.05 - half, 0.05 + half), abs=1e-6)
+    fold_level = comparison["differences"]["alob"]["lfw"]["accuracy_fold_level"]
+    assert fold_level["n"] == 4 and fold_level["mean"] == pytest.approx(0.05)
+    tar = comparison["differences"]["alob"]["lfw"]["tar@1e-2"]
+    assert tar["mean"] == pytest.approx(0.025)
+    text = (tmp_path / "report" / "comparison.md").read_text()
+    assert "| alob | Face–Face (lfw) | +5.00 [" in text and "| tie |" in text
+
+
+@pytest.fixture
+def lfw_server(tmp_path):
+    """LFW's two files (a tiny deep-funneled archive and pairs.txt) served over HTTP from this
+    machine, as LFW's site serves them; yields the base URL, the served folder and their MD5s."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+    from functools import partial
+
+    served = tmp_path / "site"
+    served.mkdir()
+    images, pairs_txt = _mini_lfw(tmp_path / "made", {f"P{f}{s}": 2 for f in range(10) for s in "abc"})
+    with tarfile.open(served / "lfw-deepfunneled.tgz", "w:gz") as tar:
+        tar.add(images, arcname="lfw-deepfunneled")
+    (served / "pairs.txt").write_bytes(pairs_txt.read_bytes())
+    md5 = {name: hashlib.md5((served / name).read_bytes()).hexdigest() for name in ("lfw-deepfunneled.tgz", "pairs.txt")}
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *a: None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", served, md5
+    finally:
+        server.shutdown()
+
+
+def test_lfw_download_checks_md5_and_marks_completion(lfw_server, tmp_path, monkeypatch):
+    """With no LFW on the machine, find_lfw downloads both files, checks their MD5 sums, unpacks
+    the archive and marks the download complete; a file whose MD5 differs stops it in one line
+    and leaves nothing that a later run would use."""
+    url, served, md5 = lfw_server
+    monkeypatch.setenv("ALOB_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setattr(lfw, "_online", lambda *a, **k: True)
+    monkeypatch.setattr(lfw, "LFW_URL", url)
+    monkeypatch.setattr(lfw, "LFW_FILES", {**md5, "pairs.txt": "0" * 32})
+    with pytest.raises(PipelineError, match=rf"downloading LFW from {url} failed .*pass --data") as err:
+        find_lfw(None, tmp_path / "bad")
+    assert "\n" not in str(err.value) and not (tmp_path / "bad" / "lfw" / ".complete").exists()
+    monkeypatch.setattr(lfw, "LFW_FILES", md5)
+    images, pairs_txt = find_lfw(None, tmp_path / "work")
+    dest = tmp_path / "work" / "lfw"
+    assert (images, pairs_txt) == (dest / "lfw-deepfunneled", dest / "pairs.txt")
+    assert (dest / ".complete").is_file() and not (dest / "lfw-deepfunneled.tgz").exists()
+    assert pairs_txt.read_bytes() == (served / "pairs.txt").read_bytes()
+    assert len(list(images.rglob("*.jpg"))) == 60
+    monkeypatch.setattr(lfw, "_online", lambda *a, **k: False)  # a rerun finds the finished download
+    assert find_lfw(None, tmp_path / "work") == (images, pairs_txt)

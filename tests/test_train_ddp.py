@@ -1,4 +1,5 @@
-"""DDP: two CPU processes (gloo, under torchrun) train a few steps on split shards and agree."""
+"""DDP: two CPU processes (gloo, under torchrun) train a few steps, each on its own half of the
+shards, and agree."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from train_fixtures import write_shards
 
@@ -19,11 +21,22 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import json, os, sys, torch
+import alob_train.data
 from alob_train.config import TrainConfig
 from alob_train.engine import train
 data, out, record = sys.argv[1], sys.argv[2], sys.argv[3]
 rank = int(os.environ["RANK"])
-writes = []
+writes, read = [], []
+shard_item = alob_train.data.shard_item
+
+
+def recording_shard_item(sample, *args, **kwargs):
+    # every sample this process reads from the shards, as shard/key
+    read.append(os.path.basename(sample["__shard__"]) + "/" + sample["__key__"])
+    return shard_item(sample, *args, **kwargs)
+
+
+alob_train.data.shard_item = recording_shard_item
 
 
 def audit(event, args):
@@ -47,10 +60,11 @@ mine = sorted({w for w in writes if os.path.abspath(w).startswith(os.path.abspat
 params = {k: v.detach() for k, v in summary["model"].named_parameters()}
 torch.save(params, os.path.join(record, f"rank{rank}.pt"))
 with open(os.path.join(record, f"rank{rank}.json"), "w") as fh:
-    json.dump(mine, fh)
+    json.dump({"writes": mine, "read": read}, fh)
 """
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_agree_on_weights_and_only_rank0_writes(tmp_path):
     data = write_shards(tmp_path / "data", classes=4, per_class=6, shards=4)
     out, record = tmp_path / "run", tmp_path / "record"
@@ -73,15 +87,23 @@ def test_two_gloo_processes_agree_on_weights_and_only_rank0_writes(tmp_path):
     assert state["step"] == 3
     for key in rank0:
         assert torch.equal(state["model"][key], rank0[key])
-    # 24 samples over 2 processes × batch 4: 3 steps per epoch, each process its own half
+    # 24 samples over 2 processes × batch 4: 3 steps per epoch, each process its own half:
+    # two of the four shards each, every sample read once by one process
     assert (out / "metrics.csv").read_text().count("\n") == 4
+    records = {r: json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)}
+    read = {r: records[r]["read"] for r in (0, 1)}
+    assert len(read[0]) == len(read[1]) == 12 and not set(read[0]) & set(read[1])
+    assert len(set(read[0]) | set(read[1])) == 24
+    shards = {r: {k.split("/")[0] for k in read[r]} for r in (0, 1)}
+    assert len(shards[0]) == len(shards[1]) == 2 and not shards[0] & shards[1]
     # rank 0 writes the run folder; rank 1 writes nothing there
-    written = {r: json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)}
+    written = {r: records[r]["writes"] for r in (0, 1)}
     assert written[1] == []
     names = {Path(w).name for w in written[0]}
     assert {"run.json", "metrics.csv", "last.pt", "epoch_001.pt"} <= names, names
 
 
+@pytest.mark.slow
 def test_too_many_bad_samples_in_one_process_stops_every_process(tmp_path):
     """One process's shard holds only bad samples: it passes --max-bad-samples at its first batch,
     and both processes stop at once (none left waiting in a collective), with one line naming the

@@ -11,6 +11,7 @@ from alob_train.model import ALOB, VARIANTS
 RUN_SIZES = [(112, 96), (112, 112)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", RUN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_backbone_embeds_to_512_and_backpropagates(name, size):
@@ -30,6 +31,7 @@ def test_backbone_final_maps_match_the_method():
     assert build_backbone("lightcnn9", (112, 112)).feature_shape == (128, 7, 7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", RUN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_forward_backward_and_embedding(variant, size):
@@ -46,8 +48,17 @@ def test_variant_forward_backward_and_embedding(variant, size):
     model.eval()
     emb = model.embed(x)
     assert emb.shape == (2, 1024 if variant == "concat" else 512)
+    with torch.no_grad():  # each variant's embedding from the two backbones' features, by hand
+        f = model.identifier(x)
+        fm = model.trimmer(x) if model.trimmer is not None else None
+        expected = {
+            "alob": lambda: f - (f * fm).sum(1, keepdim=True) / (fm * fm).sum(1, keepdim=True) * fm,
+            "alob-g": lambda: f - (f * fm).sum(1, keepdim=True) / (fm * fm).sum(1, keepdim=True) * fm,
+            "alob-f": lambda: f - fm, "sum": lambda: f + fm, "concat": lambda: torch.cat([f, fm], dim=1),
+            "baseline": lambda: f,
+        }[variant]()
+    torch.testing.assert_close(emb, expected, rtol=1e-4, atol=1e-5)
     if variant in ("alob", "alob-g"):
-        fm = model.trimmer(x)
         assert torch.nn.functional.cosine_similarity(emb, fm, dim=1).abs().max() < 1e-5
 
 

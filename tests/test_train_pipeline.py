@@ -88,6 +88,7 @@ def lfw_shards(lfw_dir, tmp_path_factory) -> Path:
     return tmp / "data"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["clean", "occluded", "masked", "mixed"])
 def test_loader_batches_equal_the_per_sample_reference(lfw_shards, mode):
     """build_loader's uint8 batches, normalised as the training step does, equal the batches of

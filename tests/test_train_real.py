@@ -43,6 +43,7 @@ def lfw_subset_shards(lfw: Path, out: Path) -> Path:
 EXPECTED = {"shared": (0.85, 0.25), "separate": (0.95, 0.10)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classifier", sorted(EXPECTED))
 def test_short_real_run_learns_lfw_identities(lfw_dir, tmp_path, classifier):
     data = lfw_subset_shards(lfw_dir, tmp_path / "lfw50")

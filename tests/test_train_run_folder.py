@@ -25,6 +25,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_copied_run_resumes_in_the_copy_and_leaves_the_original_alone(tmp_path):
     data = write_shards(tmp_path / "data", classes=3, per_class=4, shards=2)
     a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"

@@ -81,6 +81,7 @@ def test_lr_scaling_multiplies_the_rates_by_the_processes_only_when_linear():
         lr_multiplier(TrainConfig(data="", out="", lr_scaling="sqrt"), 2)
 
 
+@pytest.mark.slow
 def test_linear_lr_scaling_under_torchrun(tmp_path):
     """Two gloo processes with --lr-scaling linear: each process takes --batch-size images, the
     global batch and the rates in force are twice those of one process."""
