@@ -71,10 +71,10 @@ def _seeds(ctx, param, value: str | None) -> tuple[int, ...]:
                renamed=[Renamed("--lfw-dir", "--data"), Renamed("--work", "--out"),
                         Renamed("--train-folds", "--train-on", _old_folds)])
 @version_option
-@click.option("--quick", "size", flag_value="quick", help="Small run (about 6 minutes on 2 CPU cores with --init scratch; the fine-tuning default not yet timed): the 60 "
+@click.option("--quick", "size", flag_value="quick", help="Small run (about 6 minutes on 2 CPU cores): the 60 "
               "training people with most images, 60+60 test pairs per fold, 1 epoch.")
 @click.option("--full", "size", flag_value="full", default=True, help="[default] Every training person "
-              "(5,373 images for folds 1-5), all 3,000 test pairs, 2 epochs of 3 samples per image.")
+              "(5,373 images for folds 0-4), all 3,000 test pairs, 2 epochs of 3 samples per image.")
 @click.option("--data", "lfw_dir", type=click.Path(file_okay=False), default=None,
               help="Input, LFW: a folder with lfw-deepfunneled/ and pairs.txt [default: $ALOB_DATA/lfw, else a previous "
                    "download in OUT/lfw, else downloaded from LFW's site when online, MD5-checked].")
